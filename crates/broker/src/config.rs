@@ -1,0 +1,684 @@
+//! The TOML configuration: strict parsing (unknown keys are errors), every problem reported at
+//! once, and validation into ready-to-use values. Secrets appear only as references.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use imsgate_ims::{ImsEndpoints, ScopeSet};
+use serde::Deserialize;
+use url::Url;
+
+use crate::secrets::SecretRef;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ims: ImsConfig,
+    pub credentials: BTreeMap<String, CredentialConfig>,
+    pub client_token: Option<ClientTokenConfig>,
+    pub refresh: RefreshConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Requests larger than this are refused before any work is done.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImsConfig {
+    pub endpoints: ImsEndpoints,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CredentialConfig {
+    pub name: String,
+    pub kind: CredentialKind,
+    pub client_id: String,
+    /// One secret, or two while rotating (the first is tried first).
+    pub client_secrets: Vec<SecretRef>,
+    pub scopes: ScopeSet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    OAuthServerToServer,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientTokenConfig {
+    pub credential: String,
+    pub token_id_namespace: uuid::Uuid,
+    pub allowed_origins: Vec<String>,
+    pub caller_auth: CallerAuthConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallerAuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub key: CallerKeyConfig,
+    pub leeway: Duration,
+    /// Caller tokens living longer than this are refused, so a leaked one cannot be used for long.
+    pub max_lifetime: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum CallerKeyConfig {
+    Hs256 { secret: SecretRef },
+    Jwks { url: Url, algorithms: Vec<CallerAlgorithm> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerAlgorithm {
+    Rs256,
+    Es256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub per_user_per_minute: u32,
+    pub per_user_per_day: u32,
+    pub global_per_minute: u32,
+    pub global_per_day: u32,
+}
+
+impl Default for RateLimitConfig {
+    /// A browser session needs a token every few minutes; 10/minute and 500/day per user leaves
+    /// room for reloads and several tabs while stopping a script hammering the endpoint.
+    fn default() -> Self {
+        Self {
+            per_user_per_minute: 10,
+            per_user_per_day: 500,
+            global_per_minute: 3000,
+            global_per_day: 1_000_000,
+        }
+    }
+}
+
+/// Tuning for refresh-ahead and retry. The defaults suit IMS; tests shrink them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefreshConfig {
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+// ---- raw, as written in the file ----
+
+#[derive(Deserialize, Default)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    ims: RawIms,
+    #[serde(default)]
+    credentials: BTreeMap<String, RawCredential>,
+    client_token: Option<RawClientToken>,
+    #[serde(default)]
+    refresh: RawRefresh,
+}
+
+#[derive(Deserialize, Default)]
+struct RawServer {
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawIms {
+    base_url: Option<String>,
+    token_url: Option<String>,
+    jwt_exchange_url: Option<String>,
+    jwks_url: Option<String>,
+    validate_url: Option<String>,
+    authorize_url: Option<String>,
+    discovery_url: Option<String>,
+    request_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawCredential {
+    #[serde(rename = "type")]
+    kind: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secrets: Option<Vec<String>>,
+    scopes: Option<Scopes>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scopes {
+    List(Vec<String>),
+    Joined(String),
+}
+
+#[derive(Deserialize)]
+struct RawClientToken {
+    credential: Option<String>,
+    token_id_namespace: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    caller_auth: Option<RawCallerAuth>,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+}
+
+#[derive(Deserialize)]
+struct RawCallerAuth {
+    issuer: Option<String>,
+    audience: Option<String>,
+    hs256_secret: Option<String>,
+    jwks_url: Option<String>,
+    algorithms: Option<Vec<String>>,
+    leeway_seconds: Option<u64>,
+    max_lifetime_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRateLimit {
+    per_user_per_minute: Option<u32>,
+    per_user_per_day: Option<u32>,
+    global_per_minute: Option<u32>,
+    global_per_day: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRefresh {
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+}
+
+/// Every problem found in a config file, each naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(p: String) -> Self {
+        Self { problems: vec![p] }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative secret paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one(format!(
+                "{}: cannot read config file ({}); pass an existing file with --config",
+                path.display(),
+                e.kind()
+            ))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base).map_err(|mut e| {
+            for p in &mut e.problems {
+                *p = format!("{}: {p}", path.display());
+            }
+            e
+        })
+    }
+
+    /// Parses TOML text. Unknown keys anywhere are collected and reported together with every
+    /// validation problem.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut unknown = Vec::new();
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::one(toml_message(&e)))?;
+        // serde_ignored sees unknown keys before `deny_unknown_fields` would stop at the first.
+        let raw: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
+            unknown.push(format!("unknown key `{path}`; see docs/configuration.md for the keys"));
+        });
+        if !unknown.is_empty() {
+            return Err(ConfigError { problems: unknown });
+        }
+        let raw = raw.map_err(|e| ConfigError::one(toml_message(&e)))?;
+        validate(raw, base_dir)
+    }
+}
+
+fn toml_message(e: &toml::de::Error) -> String {
+    // toml's message spans several lines with a caret diagram; keep it but make the first line
+    // self-contained.
+    let msg = e.to_string();
+    msg.trim_end().replace('\n', "\n  ")
+}
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, at: &str, what: impl std::fmt::Display) {
+        self.0.push(format!("{at}: {what}"));
+    }
+}
+
+fn parse_url(p: &mut Problems, at: &str, s: &str) -> Option<Url> {
+    match Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(_) => {
+            p.push(at, format!("{s:?} must be an absolute http(s) URL"));
+            None
+        }
+        Err(e) => {
+            p.push(at, format!("{s:?} is not a URL ({e})"));
+            None
+        }
+    }
+}
+
+fn parse_secret(p: &mut Problems, at: &str, s: &str, base: &Path) -> Option<SecretRef> {
+    match SecretRef::parse(s) {
+        Ok(r) => Some(r.relative_to(base)),
+        Err(e) => {
+            p.push(at, e);
+            None
+        }
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let mut p = Problems(Vec::new());
+
+    let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        p.push("server.listen", format!("{listen:?} is not an address like 127.0.0.1:8080"));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let server = ServerConfig {
+        listen,
+        max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),
+    };
+
+    let ims = validate_ims(&mut p, raw.ims);
+
+    // Names are checked against what was declared, so one broken credential is reported once
+    // rather than again by everything that refers to it.
+    let declared: Vec<String> = raw.credentials.keys().cloned().collect();
+    let mut credentials = BTreeMap::new();
+    for (name, c) in raw.credentials {
+        let at = format!("credentials.{name}");
+        if let Some(c) = validate_credential(&mut p, &at, &name, c, base) {
+            credentials.insert(name, c);
+        }
+    }
+
+    let client_token = raw
+        .client_token
+        .and_then(|ct| validate_client_token(&mut p, ct, &declared, base));
+
+    let refresh = RefreshConfig {
+        backoff_initial: raw
+            .refresh
+            .backoff_initial_ms
+            .map(Duration::from_millis)
+            .unwrap_or(RefreshConfig::default().backoff_initial),
+        backoff_max: raw
+            .refresh
+            .backoff_max_ms
+            .map(Duration::from_millis)
+            .unwrap_or(RefreshConfig::default().backoff_max),
+    };
+    if refresh.backoff_initial.is_zero() || refresh.backoff_initial > refresh.backoff_max {
+        p.push(
+            "refresh",
+            "backoff_initial_ms must be positive and at most backoff_max_ms",
+        );
+    }
+
+    if !p.0.is_empty() {
+        return Err(ConfigError { problems: p.0 });
+    }
+    Ok(Config {
+        server,
+        ims: ims.expect("endpoints are present when there are no problems"),
+        credentials,
+        client_token,
+        refresh,
+    })
+}
+
+fn validate_ims(p: &mut Problems, raw: RawIms) -> Option<ImsConfig> {
+    let base = raw
+        .base_url
+        .as_deref()
+        .unwrap_or(imsgate_ims::endpoints::PRODUCTION_BASE);
+    let base = parse_url(p, "ims.base_url", base)?;
+    let mut endpoints = match ImsEndpoints::from_base(&base) {
+        Ok(e) => e,
+        Err(e) => {
+            p.push("ims.base_url", e);
+            return None;
+        }
+    };
+    let overrides: [(&str, Option<String>, &mut Url); 6] = [
+        ("ims.token_url", raw.token_url, &mut endpoints.token),
+        ("ims.jwt_exchange_url", raw.jwt_exchange_url, &mut endpoints.jwt_exchange),
+        ("ims.jwks_url", raw.jwks_url, &mut endpoints.jwks),
+        ("ims.validate_url", raw.validate_url, &mut endpoints.validate),
+        ("ims.authorize_url", raw.authorize_url, &mut endpoints.authorize),
+        ("ims.discovery_url", raw.discovery_url, &mut endpoints.discovery),
+    ];
+    for (at, value, slot) in overrides {
+        if let Some(v) = value {
+            if let Some(u) = parse_url(p, at, &v) {
+                *slot = u;
+            }
+        }
+    }
+    let request_timeout = Duration::from_millis(raw.request_timeout_ms.unwrap_or(10_000));
+    let connect_timeout = Duration::from_millis(raw.connect_timeout_ms.unwrap_or(3_000));
+    if request_timeout.is_zero() || connect_timeout.is_zero() {
+        p.push("ims", "timeouts must be positive");
+    }
+    Some(ImsConfig {
+        endpoints,
+        request_timeout,
+        connect_timeout,
+    })
+}
+
+fn validate_credential(
+    p: &mut Problems,
+    at: &str,
+    name: &str,
+    c: RawCredential,
+    base: &Path,
+) -> Option<CredentialConfig> {
+    let kind = match c.kind.as_str() {
+        "oauth_server_to_server" => Some(CredentialKind::OAuthServerToServer),
+        other => {
+            p.push(
+                &format!("{at}.type"),
+                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\""),
+            );
+            None
+        }
+    };
+    let client_id = c.client_id.filter(|s| !s.trim().is_empty());
+    if client_id.is_none() {
+        p.push(at, "client_id is required");
+    }
+    let refs: Vec<String> = match (c.client_secret, c.client_secrets) {
+        (Some(one), None) => vec![one],
+        (None, Some(many)) => many,
+        (Some(_), Some(_)) => {
+            p.push(at, "set client_secret or client_secrets, not both");
+            Vec::new()
+        }
+        (None, None) => {
+            p.push(at, "client_secret is required (a reference such as \"file:/etc/imsgate/secret\")");
+            Vec::new()
+        }
+    };
+    if refs.len() > 2 {
+        p.push(&format!("{at}.client_secrets"), "at most two secrets (IMS allows two during rotation)");
+    }
+    let secrets: Vec<SecretRef> = refs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| parse_secret(p, &format!("{at}.client_secrets[{i}]"), r, base))
+        .collect();
+    let scopes = match c.scopes {
+        Some(Scopes::List(v)) => ScopeSet::new(v),
+        Some(Scopes::Joined(s)) => ScopeSet::parse(&s),
+        None => ScopeSet::new::<_, &str>([]),
+    };
+    if scopes.is_empty() {
+        p.push(at, "scopes must list at least one scope, e.g. [\"openid\", \"AdobeID\", \"firefly_api\"]");
+    }
+    Some(CredentialConfig {
+        name: name.to_owned(),
+        kind: kind?,
+        client_id: client_id?,
+        client_secrets: secrets,
+        scopes,
+    })
+}
+
+fn validate_client_token(
+    p: &mut Problems,
+    ct: RawClientToken,
+    declared: &[String],
+    base: &Path,
+) -> Option<ClientTokenConfig> {
+    let at = "client_token";
+    let credential = match ct.credential {
+        Some(c) if declared.contains(&c) => Some(c),
+        Some(c) => {
+            p.push(&format!("{at}.credential"), format!("no credential named {c:?} under [credentials]"));
+            None
+        }
+        None => {
+            p.push(at, "credential is required: the name of a [credentials.NAME] table");
+            None
+        }
+    };
+    let namespace = match ct.token_id_namespace.as_deref().map(uuid::Uuid::parse_str) {
+        Some(Ok(u)) if !u.is_nil() => Some(u),
+        Some(_) => {
+            p.push(&format!("{at}.token_id_namespace"), "must be a UUID (generate one with `uuidgen`)");
+            None
+        }
+        None => {
+            p.push(at, "token_id_namespace is required: a UUID private to this deployment (generate one with `uuidgen`)");
+            None
+        }
+    };
+    for (i, o) in ct.allowed_origins.iter().enumerate() {
+        if !valid_origin(o) {
+            p.push(
+                &format!("{at}.allowed_origins[{i}]"),
+                format!("{o:?} must be an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
+            );
+        }
+    }
+    let caller_auth = match ct.caller_auth {
+        Some(ca) => validate_caller_auth(p, ca, base),
+        None => {
+            p.push(at, "[client_token.caller_auth] is required: callers must authenticate");
+            None
+        }
+    };
+    let d = RateLimitConfig::default();
+    let rate_limit = RateLimitConfig {
+        per_user_per_minute: ct.rate_limit.per_user_per_minute.unwrap_or(d.per_user_per_minute),
+        per_user_per_day: ct.rate_limit.per_user_per_day.unwrap_or(d.per_user_per_day),
+        global_per_minute: ct.rate_limit.global_per_minute.unwrap_or(d.global_per_minute),
+        global_per_day: ct.rate_limit.global_per_day.unwrap_or(d.global_per_day),
+    };
+    for (name, v) in [
+        ("per_user_per_minute", rate_limit.per_user_per_minute),
+        ("per_user_per_day", rate_limit.per_user_per_day),
+        ("global_per_minute", rate_limit.global_per_minute),
+        ("global_per_day", rate_limit.global_per_day),
+    ] {
+        if v == 0 {
+            p.push(&format!("{at}.rate_limit.{name}"), "must be at least 1");
+        }
+    }
+    Some(ClientTokenConfig {
+        credential: credential?,
+        token_id_namespace: namespace?,
+        allowed_origins: ct.allowed_origins,
+        caller_auth: caller_auth?,
+        rate_limit,
+    })
+}
+
+fn valid_origin(o: &str) -> bool {
+    match Url::parse(o) {
+        Ok(u) => {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && !o.ends_with('/')
+        }
+        Err(_) => false,
+    }
+}
+
+fn validate_caller_auth(p: &mut Problems, ca: RawCallerAuth, base: &Path) -> Option<CallerAuthConfig> {
+    let at = "client_token.caller_auth";
+    let issuer = ca.issuer.filter(|s| !s.is_empty());
+    if issuer.is_none() {
+        p.push(at, "issuer is required (the `iss` your backend puts in caller tokens)");
+    }
+    let audience = ca.audience.filter(|s| !s.is_empty());
+    if audience.is_none() {
+        p.push(at, "audience is required (the `aud` your backend puts in caller tokens)");
+    }
+    let key = match (ca.hs256_secret, ca.jwks_url) {
+        (Some(s), None) => {
+            if ca.algorithms.is_some() {
+                p.push(at, "algorithms applies to jwks_url only; hs256_secret always means HS256");
+            }
+            parse_secret(p, &format!("{at}.hs256_secret"), &s, base).map(|secret| CallerKeyConfig::Hs256 { secret })
+        }
+        (None, Some(u)) => {
+            let url = parse_url(p, &format!("{at}.jwks_url"), &u);
+            let mut algorithms = Vec::new();
+            for (i, a) in ca.algorithms.unwrap_or_else(|| vec!["RS256".into()]).iter().enumerate() {
+                match a.as_str() {
+                    "RS256" => algorithms.push(CallerAlgorithm::Rs256),
+                    "ES256" => algorithms.push(CallerAlgorithm::Es256),
+                    other => p.push(
+                        &format!("{at}.algorithms[{i}]"),
+                        format!("{other:?} is not allowed; use \"RS256\" and/or \"ES256\""),
+                    ),
+                }
+            }
+            if algorithms.is_empty() {
+                p.push(&format!("{at}.algorithms"), "must list at least one algorithm");
+            }
+            url.map(|url| CallerKeyConfig::Jwks { url, algorithms })
+        }
+        (Some(_), Some(_)) => {
+            p.push(at, "set hs256_secret or jwks_url, not both");
+            None
+        }
+        (None, None) => {
+            p.push(at, "set hs256_secret (a secret reference) or jwks_url");
+            None
+        }
+    };
+    let leeway = Duration::from_secs(ca.leeway_seconds.unwrap_or(30));
+    if leeway > Duration::from_secs(300) {
+        p.push(&format!("{at}.leeway_seconds"), "at most 300");
+    }
+    let max_lifetime = Duration::from_secs(ca.max_lifetime_seconds.unwrap_or(3600));
+    Some(CallerAuthConfig {
+        issuer: issuer?,
+        audience: audience?,
+        key: key?,
+        leeway,
+        max_lifetime,
+    })
+}
+
+/// The default config path used when `--config` is omitted.
+pub fn default_path() -> PathBuf {
+    PathBuf::from("imsgate.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[ims]
+base_url = "http://127.0.0.1:9999"
+
+[credentials.firefly]
+type = "oauth_server_to_server"
+client_id = "cid"
+client_secret = "file:secret.txt"
+scopes = "openid,AdobeID,firefly_api"
+
+[client_token]
+credential = "firefly"
+token_id_namespace = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+allowed_origins = ["https://app.example.com", "http://localhost:5173"]
+
+[client_token.caller_auth]
+issuer = "https://partner.example"
+audience = "imsgate"
+hs256_secret = "file:/etc/imsgate/caller.key"
+"#;
+
+    #[test]
+    fn good_config_parses() {
+        let c = Config::parse(GOOD, Path::new("/cfg")).unwrap();
+        assert_eq!(c.ims.endpoints.token.as_str(), "http://127.0.0.1:9999/ims/token/v3");
+        let cred = &c.credentials["firefly"];
+        assert_eq!(cred.client_secrets, vec![SecretRef::File("/cfg/secret.txt".into())]);
+        assert_eq!(cred.scopes.joined(), "AdobeID,firefly_api,openid");
+        let ct = c.client_token.unwrap();
+        assert_eq!(ct.rate_limit, RateLimitConfig::default());
+        assert!(matches!(ct.caller_auth.key, CallerKeyConfig::Hs256 { .. }));
+    }
+
+    /// Each case: a mutation of the good config, and fragments every reported problem must include.
+    #[test]
+    fn problems_table() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("client_id = \"cid\"", "client_id = \"cid\"\nclient_secet = \"x\"", &["credentials.firefly.client_secet"]),
+            ("[server]", "[server]\nlisten_addr = 1", &["server.listen_addr"]),
+            ("client_secret = \"file:secret.txt\"", "client_secret = \"hunter2\"", &["credentials.firefly.client_secrets[0]", "file:"]),
+            ("client_secret = \"file:secret.txt\"", "client_secret = \"env:SECRET\"", &["env:…"]),
+            ("token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"", "token_id_namespace = \"nope\"", &["token_id_namespace", "uuidgen"]),
+            ("credential = \"firefly\"", "credential = \"other\"", &["no credential named \"other\""]),
+            ("\"http://localhost:5173\"", "\"https://app.example.com/path\"", &["allowed_origins[1]"]),
+            ("hs256_secret = \"file:/etc/imsgate/caller.key\"", "jwks_url = \"https://p.example/jwks\"\nalgorithms = [\"HS256\"]", &["algorithms[0]", "\"HS256\" is not allowed"]),
+            ("hs256_secret = \"file:/etc/imsgate/caller.key\"", "", &["set hs256_secret"]),
+            ("type = \"oauth_server_to_server\"", "type = \"jwt\"", &["unknown credential type \"jwt\""]),
+            ("base_url = \"http://127.0.0.1:9999\"", "base_url = \"ftp://x\"", &["ims.base_url"]),
+            ("listen = \"127.0.0.1:0\"", "listen = 5", &["invalid type"]),
+            ("listen = \"127.0.0.1:0\"", "listen = \"\n", &["TOML parse error"]),
+        ];
+        for (from, to, want) in cases {
+            assert!(GOOD.contains(from), "case source missing: {from}");
+            let text = GOOD.replacen(from, to, 1);
+            let err = Config::parse(&text, Path::new("/cfg")).expect_err(to).to_string();
+            for w in *want {
+                assert!(err.contains(w), "{to}: error {err:?} lacks {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let text = GOOD
+            .replace("client_id = \"cid\"", "")
+            .replace("token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"", "")
+            .replace("audience = \"imsgate\"", "");
+        let err = Config::parse(&text, Path::new("/")).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        let unknown = GOOD.replace("[server]", "[server]\na = 1\nb = 2");
+        let err = Config::parse(&unknown, Path::new("/")).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+    }
+}

@@ -1,0 +1,22 @@
+//! Sans-I/O Adobe IMS protocol: credential types, request builders, response and error parsing.
+//!
+//! Invariant: this crate performs no I/O and never reads the clock. Callers pass `now` in and carry
+//! the bytes themselves, so every rule here is testable with plain values.
+#![forbid(unsafe_code)]
+
+pub mod endpoints;
+pub mod error;
+pub mod http;
+pub mod retry_after;
+pub mod s2s;
+pub mod scopes;
+pub mod secret;
+pub mod token;
+
+pub use endpoints::ImsEndpoints;
+pub use error::{ImsError, ImsErrorKind};
+pub use http::{HttpRequest, HttpResponse};
+pub use s2s::ClientCredentialsRequest;
+pub use scopes::ScopeSet;
+pub use secret::SecretString;
+pub use token::{AccessToken, ExpiresInUnit};
