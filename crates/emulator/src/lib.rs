@@ -1,1 +1,13 @@
-//! placeholder
+//! A local stand-in for Adobe IMS, started in-process by tests (on `127.0.0.1:0`) and by
+//! `imsgate demo` / `imsgate emulator`, with an admin API that scripts faults and counts requests.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod faults;
+pub mod keys;
+mod routes;
+mod server;
+
+pub use config::{EmulatorClient, EmulatorConfig};
+pub use faults::{Endpoint, Fault};
+pub use server::{Emulator, RunningEmulator};

@@ -136,7 +136,7 @@ mod tests {
             (200, r#"{"access_token":"t","token_type":"bearer","expires_in":86399}"#, Seconds, Ok(86399)),
             (200, r#"{"access_token":"t","token_type":"Bearer","expires_in":"300"}"#, Seconds, Ok(300)),
             (200, r#"{"access_token":"t","expires_in":299}"#, Seconds, Ok(299)),
-            (200, r#"{"token_type":"bearer","access_token":"t","expires_in":86399993}"#, Milliseconds, Ok(86399)),
+            (200, r#"{"token_type":"bearer","access_token":"t","expires_in":86399000}"#, Milliseconds, Ok(86399)),
             (200, r#"{"access_token":"t","token_type":"bearer"}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
             (200, r#"{"access_token":"t","token_type":"bearer","expires_in":0}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
             (200, r#"{"access_token":"t","token_type":"bearer","expires_in":-5}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),

@@ -1,0 +1,313 @@
+//! The emulator's HTTP surface: IMS endpoints plus the `/__admin` API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::faults::{Endpoint, Fault};
+use crate::server::State;
+
+type St = AxState<Arc<State>>;
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/ims/token/v3", post(token))
+        .route("/ims/keys", get(keys))
+        .route("/ims/.well-known/openid-configuration", get(discovery))
+        .route("/ims/validate_token/v1", post(validate))
+        .route("/__admin/faults", axum::routing::delete(clear_all_faults))
+        .route("/__admin/faults/{endpoint}", put(set_fault).delete(clear_fault))
+        .route("/__admin/counters", get(counters))
+        .route("/__admin/counters/reset", post(reset_counters))
+        .route("/__admin/keys/rotate", post(rotate_keys))
+        .with_state(state)
+}
+
+#[allow(clippy::disallowed_methods)]
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// IMS attaches an `x-debug-id` to every response; support asks for it.
+fn with_debug_id(mut resp: Response) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-debug-id", v);
+    }
+    resp
+}
+
+fn ims_error(status: StatusCode, error: &str, description: &str) -> Response {
+    with_debug_id(
+        (
+            status,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response(),
+    )
+}
+
+/// Counts the request and applies any scripted fault. `Some` means the fault decided the answer.
+async fn apply_fault(state: &State, endpoint: Endpoint) -> Option<Response> {
+    let fault = state.faults.on_request(endpoint)?;
+    if fault.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
+    }
+    if fault.drop_connection {
+        // A body that fails on first poll makes the server abort the connection mid-response.
+        let stream = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("emulated dropped connection"))
+        });
+        return Some(Response::new(Body::from_stream(stream)));
+    }
+    let status = fault.status?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = Response::new(Body::from(fault.body.unwrap_or_default()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(ra) = fault.retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, ra);
+    }
+    Some(with_debug_id(resp))
+}
+
+/// Client credentials from the form (`client_secret_post`) or HTTP Basic (`client_secret_basic`).
+fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+    {
+        let decoded = STANDARD.decode(basic.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        return Some((id.to_owned(), secret.to_owned()));
+    }
+    Some((form.get("client_id")?.clone(), form.get("client_secret")?.clone()))
+}
+
+async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(resp) = apply_fault(&state, Endpoint::Token).await {
+        return resp;
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
+        return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form body");
+    };
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return ims_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "unsupported grant_type");
+        }
+        None => return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "missing grant_type parameter"),
+    }
+    let Some((client_id, secret)) = client_auth(&headers, &form) else {
+        return ims_error(StatusCode::BAD_REQUEST, "invalid_client", "missing client_id parameter");
+    };
+    let Some(client) = state.config.clients.iter().find(|c| c.client_id == client_id) else {
+        return ims_error(StatusCode::BAD_REQUEST, "invalid_client", "invalid client_id parameter");
+    };
+    let secret_ok = client
+        .client_secrets
+        .iter()
+        .fold(false, |ok, s| ok | bool::from(s.as_bytes().ct_eq(secret.as_bytes())));
+    if !secret_ok {
+        return ims_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client_secret parameter");
+    }
+    let Some(scope) = form.get("scope").filter(|s| !s.trim().is_empty()) else {
+        return ims_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope parameter is missing");
+    };
+    let requested: Vec<&str> = scope.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if let Some(bad) = requested.iter().find(|s| !client.scopes.iter().any(|a| a == *s)) {
+        return ims_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("invalid scope ({bad})"));
+    }
+    let lifetime_ms = client.token_lifetime_secs * 1000;
+    let claims = json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "type": "access_token",
+        "client_id": client.client_id,
+        "user_id": client.technical_account,
+        "org_id": client.org_id,
+        "as": "ims-na1",
+        "created_at": now_ms().to_string(),
+        "expires_in": lifetime_ms.to_string(),
+        "scope": requested.join(","),
+    });
+    let jwt = state.signing_key().sign(json!({"typ": "JWT", "itt": "at"}), &claims);
+    let mut resp = Json(json!({
+        "access_token": jwt,
+        "token_type": "bearer",
+        "expires_in": client.token_lifetime_secs,
+    }))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    with_debug_id(resp)
+}
+
+async fn keys(AxState(state): St) -> Response {
+    if let Some(resp) = apply_fault(&state, Endpoint::Keys).await {
+        return resp;
+    }
+    let keys: Vec<_> = state.keys.read().iter().map(|k| k.jwk()).collect();
+    with_debug_id(Json(json!({ "keys": keys })).into_response())
+}
+
+async fn discovery(AxState(state): St) -> Response {
+    if let Some(resp) = apply_fault(&state, Endpoint::Discovery).await {
+        return resp;
+    }
+    let b = &state.base_url;
+    with_debug_id(
+        Json(json!({
+            "issuer": state.issuer,
+            "authorization_endpoint": format!("{b}/ims/authorize/v2"),
+            "token_endpoint": format!("{b}/ims/token/v3"),
+            "userinfo_endpoint": format!("{b}/ims/userinfo/v2"),
+            "revocation_endpoint": format!("{b}/ims/revoke"),
+            "jwks_uri": format!("{b}/ims/keys"),
+            "response_types_supported": ["code", "token", "id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        }))
+        .into_response(),
+    )
+}
+
+/// Verifies an access token this emulator issued: signature under a published key, and expiry.
+pub(crate) fn verify_access_token(state: &State, token: &str) -> Result<serde_json::Value, &'static str> {
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err("malformed");
+    };
+    let header: serde_json::Value = B64
+        .decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("malformed")?;
+    if header.get("alg").and_then(|v| v.as_str()) != Some("RS256") {
+        return Err("bad_signature");
+    }
+    let kid = header.get("kid").and_then(|v| v.as_str()).ok_or("bad_signature")?;
+    let key = state
+        .keys
+        .read()
+        .iter()
+        .find(|k| k.kid == kid)
+        .cloned()
+        .ok_or("bad_signature")?;
+    let sig = B64.decode(s).map_err(|_| "malformed")?;
+    let public = key.public_key_der();
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public.as_slice())
+        .verify(format!("{h}.{c}").as_bytes(), &sig)
+        .map_err(|_| "bad_signature")?;
+    let claims: serde_json::Value = B64
+        .decode(c)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("malformed")?;
+    let num = |k: &str| {
+        claims
+            .get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (Some(created), Some(lifetime)) = (num("created_at"), num("expires_in")) else {
+        return Err("malformed");
+    };
+    if now_ms() >= created + lifetime {
+        return Err("expired");
+    }
+    Ok(claims)
+}
+
+async fn validate(AxState(state): St, body: Bytes) -> Response {
+    if let Some(resp) = apply_fault(&state, Endpoint::Validate).await {
+        return resp;
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
+        return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form body");
+    };
+    let (Some(client_id), Some(token)) = (form.get("client_id"), form.get("token")) else {
+        return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and token are required");
+    };
+    let body = match verify_access_token(&state, token) {
+        Ok(claims) if claims.get("client_id").and_then(|v| v.as_str()) == Some(client_id.as_str()) => {
+            json!({"valid": true, "token": claims, "user": {}})
+        }
+        Ok(_) => json!({"valid": false, "reason": "client_id_mismatch"}),
+        Err(reason) => json!({"valid": false, "reason": reason}),
+    };
+    with_debug_id(Json(body).into_response())
+}
+
+fn parse_endpoint(name: &str) -> Result<Endpoint, Response> {
+    Endpoint::ALL
+        .into_iter()
+        .find(|e| e.as_str() == name)
+        .ok_or_else(|| {
+            ims_error(
+                StatusCode::NOT_FOUND,
+                "unknown_endpoint",
+                "endpoint must be one of token, keys, discovery, validate",
+            )
+        })
+}
+
+async fn set_fault(AxState(state): St, Path(name): Path<String>, body: Bytes) -> Response {
+    let endpoint = match parse_endpoint(&name) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match serde_json::from_slice::<Fault>(&body) {
+        Ok(fault) => {
+            state.faults.set(endpoint, fault);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => ims_error(StatusCode::BAD_REQUEST, "invalid_fault", &e.to_string()),
+    }
+}
+
+async fn clear_fault(AxState(state): St, Path(name): Path<String>) -> Response {
+    match parse_endpoint(&name) {
+        Ok(e) => {
+            state.faults.clear(Some(e));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn clear_all_faults(AxState(state): St) -> StatusCode {
+    state.faults.clear(None);
+    StatusCode::NO_CONTENT
+}
+
+async fn counters(AxState(state): St) -> Json<HashMap<&'static str, u64>> {
+    Json(state.faults.counts())
+}
+
+async fn reset_counters(AxState(state): St) -> StatusCode {
+    state.faults.reset_counts();
+    StatusCode::NO_CONTENT
+}
+
+async fn rotate_keys(AxState(state): St) -> Json<serde_json::Value> {
+    Json(json!({"kid": state.rotate_keys()}))
+}
