@@ -1,6 +1,18 @@
-//! The imsgate service: configuration, secrets, token cache and refresher, rate limits, HTTP.
+//! The imsgate service: configuration, secrets, token cache and refresher, caller authentication,
+//! rate limits, metrics and HTTP.
 #![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod caller_auth;
 pub mod clock;
 pub mod config;
+pub mod credentials;
+pub mod http;
+pub mod ims_client;
+pub mod jwks;
+pub mod metrics;
+pub mod ratelimit;
 pub mod secrets;
+pub mod service;
+
+pub use service::Broker;

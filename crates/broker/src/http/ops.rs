@@ -1,0 +1,50 @@
+//! Operational endpoints: liveness, readiness and Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::service::AppState;
+
+/// Liveness: the process is up and serving HTTP.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: every token the configured endpoints hand out can be served now without waiting on
+/// IMS. A node that cannot issue client tokens should not take traffic.
+pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let mut not_ready = Vec::new();
+    if let Some(ct) = &st.client_token {
+        if ct.token.peek().is_none() {
+            not_ready.push("client_token");
+        }
+    }
+    if not_ready.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "error": "not_ready",
+                "error_description": format!("no servable token yet for: {}", not_ready.join(", ")),
+            })),
+        )
+            .into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    }
+}
+
+pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let mut resp = st.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}

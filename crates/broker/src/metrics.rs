@@ -1,0 +1,128 @@
+//! Prometheus metrics. One registry per broker instance, so tests running several stay apart.
+//!
+//! Invariant: no label value is ever a secret, a token or a caller identity.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImsLabels {
+    pub endpoint: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+/// All of imsgate's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub ims: Family<ImsLabels, Histogram, fn() -> Histogram>,
+    pub cache: Family<EventLabels, Counter>,
+    pub rate_limited: Family<LimitLabels, Counter>,
+    pub caller_auth_failures: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("imsgate");
+        let http = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let ims = Family::<ImsLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let cache = Family::<EventLabels, Counter>::default();
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        let caller_auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            http.clone(),
+        );
+        registry.register(
+            "ims_request_duration_seconds",
+            "Requests to IMS by endpoint and outcome",
+            ims.clone(),
+        );
+        registry.register(
+            "token_cache_events",
+            "Token cache hits, misses and background refreshes",
+            cache.clone(),
+        );
+        registry.register(
+            "rate_limit_rejections",
+            "Requests refused by a rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "caller_auth_failures",
+            "Caller tokens refused, by reason",
+            caller_auth_failures.clone(),
+        );
+        Self {
+            registry,
+            http,
+            ims,
+            cache,
+            rate_limited,
+            caller_auth_failures,
+        }
+    }
+
+    pub fn cache_event(&self, event: &'static str) {
+        self.cache.get_or_create(&EventLabels { event }).inc();
+    }
+
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
+    }
+
+    pub fn caller_auth_failure(&self, reason: &'static str) {
+        self.caller_auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
