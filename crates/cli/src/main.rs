@@ -1,1 +1,113 @@
-fn main() {}
+//! The `imsgate` binary: argument parsing, logging setup and wiring. Thin by design.
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod demo;
+mod logging;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// imsgate: the secure backend for Adobe IMS credentials. It mints and caches IMS tokens, hands
+/// short-lived client tokens to browser apps, and ships a local IMS emulator for offline use.
+#[derive(Parser, Debug)]
+#[command(name = "imsgate", version, propagate_version = true)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+    /// Log filter, e.g. `info` or `imsgate_broker=debug,info`.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the emulator and the broker together on loopback with throwaway settings, and print
+    /// ready-to-paste commands. The first thing to run.
+    Demo {
+        /// Address for the broker.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Address for the IMS emulator (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        emulator_listen: SocketAddr,
+        /// Lifetime in seconds of the emulator's client-entitlement tokens (Adobe uses 300).
+        #[arg(long, default_value_t = 300)]
+        token_lifetime: u64,
+    },
+    /// Run the broker with a configuration file.
+    Serve {
+        /// Path to the TOML configuration (see docs/configuration.md).
+        #[arg(long, short, default_value = "imsgate.toml")]
+        config: PathBuf,
+    },
+    /// Run the IMS emulator alone, for pointing another imsgate (or any IMS client) at it.
+    Emulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// TOML file listing emulated clients (see docs/emulator.md); without it, one demo client
+        /// `imsgate-demo` / `demo-secret` is served.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print an IMS access token for a configured credential, for scripts.
+    Token {
+        /// Path to the TOML configuration.
+        #[arg(long, short, default_value = "imsgate.toml")]
+        config: PathBuf,
+        /// Name of the credential (a `[credentials.NAME]` table).
+        #[arg(long)]
+        credential: String,
+    },
+    /// Check a configuration file and its secrets without starting anything.
+    Doctor {
+        /// Path to the TOML configuration.
+        #[arg(long, short, default_value = "imsgate.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
+        eprintln!("imsgate: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imsgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo {
+                listen,
+                emulator_listen,
+                token_lifetime,
+            } => demo::run(listen, emulator_listen, token_lifetime).await,
+            Command::Serve { config } => run::serve(&config).await,
+            Command::Emulator { listen, config } => run::emulator(listen, config.as_deref()).await,
+            Command::Token { config, credential } => run::token(&config, &credential).await,
+            Command::Doctor { config } => run::doctor(&config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("imsgate: {p}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `imsgate demo`: the emulator and the broker in one process on loopback, with a throwaway data
+//! directory holding generated secrets, and ready-to-paste commands.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use imsgate_broker::Broker;
+use imsgate_broker::clock::{Clock, SystemClock, unix_ms};
+use imsgate_broker::config::Config;
+use imsgate_emulator::{Emulator, EmulatorConfig};
+use rand::RngCore;
+
+use crate::run::{CliResult, bind, demo_client, shutdown_signal};
+
+const ISSUER: &str = "https://partner.example/demo";
+const AUDIENCE: &str = "imsgate";
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn write_secret(dir: &Path, name: &str, value: &str) -> Result<(), Vec<String>> {
+    let path = dir.join(name);
+    let err = |e: std::io::Error| vec![format!("cannot write {} ({}): check the temp directory", path.display(), e.kind())];
+    std::fs::write(&path, value).map_err(err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)
+}
+
+/// The broker config the demo writes, pointing at the emulator.
+pub fn demo_config(emulator_url: &str, listen: SocketAddr, namespace: uuid::Uuid) -> String {
+    format!(
+        r#"# Written by `imsgate demo`: a broker wired to the local IMS emulator.
+[server]
+listen = "{listen}"
+
+[ims]
+base_url = "{emulator_url}"
+
+[credentials.client-entitlement]
+type = "oauth_server_to_server"
+client_id = "imsgate-demo"
+client_secret = "file:client_secret"
+scopes = ["openid", "AdobeID", "firefly_api", "ff_apis"]
+
+[client_token]
+credential = "client-entitlement"
+token_id_namespace = "{namespace}"
+allowed_origins = ["http://localhost:5173", "http://127.0.0.1:5173"]
+
+[client_token.caller_auth]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+hs256_secret = "file:caller_hs256_key"
+"#
+    )
+}
+
+/// A caller token as the partner's backend would mint it for a signed-in user.
+pub fn caller_token(key: &str, sub: &str, lifetime_secs: u64) -> String {
+    let now = unix_ms(SystemClock.now()) / 1000;
+    let claims = serde_json::json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "iat": now,
+        "exp": now + lifetime_secs,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+pub async fn run(listen: SocketAddr, emulator_listen: SocketAddr, lifetime: u64) -> CliResult {
+    let dir = tempfile::Builder::new()
+        .prefix("imsgate-demo-")
+        .tempdir()
+        .map_err(|e| vec![format!("cannot create a temporary directory ({}); set TMPDIR to a writable directory", e.kind())])?;
+    let client_secret = random_secret();
+    let caller_key = random_secret();
+    write_secret(dir.path(), "client_secret", &client_secret)?;
+    write_secret(dir.path(), "caller_hs256_key", &caller_key)?;
+
+    let emulator = Emulator::new(EmulatorConfig {
+        issuer: None,
+        clients: vec![demo_client(&client_secret, lifetime)],
+    })
+    .start(emulator_listen)
+    .await
+    .map_err(|e| vec![format!("cannot listen on {emulator_listen} for the emulator ({}); pass --emulator-listen 127.0.0.1:0", e.kind())])?;
+
+    let listener = bind(listen, "broker (pass --listen 127.0.0.1:0 for any free port)").await?;
+    let addr = listener.local_addr().map_err(|e| vec![e.to_string()])?;
+    let text = demo_config(emulator.base_url(), addr, uuid::Uuid::new_v4());
+    let config_path = dir.path().join("imsgate.toml");
+    std::fs::write(&config_path, &text).map_err(|e| vec![format!("cannot write the demo config: {}", e.kind())])?;
+    let config = Config::load(&config_path).map_err(|e| e.problems)?;
+    let broker = Broker::build(config, Arc::new(SystemClock))?;
+
+    let token = caller_token(&caller_key, "demo-user-1", 3600);
+    println!("imsgate demo is running (Ctrl-C to stop)");
+    println!("  broker:        http://{addr}");
+    println!("  IMS emulator:  {}", emulator.base_url());
+    println!("  data dir:      {} (deleted on exit)", dir.path().display());
+    println!();
+    println!("Get a client token as a signed-in user would (caller token valid for 1 hour):");
+    println!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/client-token");
+    println!();
+    println!("Health, readiness and metrics:");
+    println!("  curl http://{addr}/readyz");
+    println!("  curl http://{addr}/metrics");
+
+    let served = broker.serve(listener, shutdown_signal()).await;
+    emulator.shutdown().await;
+    drop(dir);
+    served.map_err(|e| vec![format!("server error: {e}")])
+}
