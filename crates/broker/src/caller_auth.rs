@@ -89,7 +89,11 @@ struct Claims {
 
 impl CallerVerifier {
     /// Builds the verifier, loading the shared secret if one is configured.
-    pub fn new(config: &CallerAuthConfig, clock: SharedClock, http_timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        config: &CallerAuthConfig,
+        clock: SharedClock,
+        http_timeout: Duration,
+    ) -> Result<Self, String> {
         let (keys, algorithms) = match &config.key {
             CallerKeyConfig::Hs256 { secret } => {
                 let secret = secret
@@ -98,7 +102,10 @@ impl CallerVerifier {
                 if secret.expose().len() < 32 {
                     return Err("client_token.caller_auth.hs256_secret: the shared secret must be at least 32 bytes (e.g. `openssl rand -base64 48`)".into());
                 }
-                (Keys::Hs256(DecodingKey::from_secret(secret.expose().as_bytes())), vec![Algorithm::HS256])
+                (
+                    Keys::Hs256(DecodingKey::from_secret(secret.expose().as_bytes())),
+                    vec![Algorithm::HS256],
+                )
             }
             CallerKeyConfig::Jwks { url, algorithms } => {
                 let algorithms: Vec<Algorithm> = algorithms
@@ -173,7 +180,9 @@ impl CallerVerifier {
         if claims.exp.saturating_add(leeway) <= now {
             return Err(AuthFailure::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now + leeway) || claims.iat.is_some_and(|iat| iat > now + leeway) {
+        if claims.nbf.is_some_and(|nbf| nbf > now + leeway)
+            || claims.iat.is_some_and(|iat| iat > now + leeway)
+        {
             return Err(AuthFailure::Claims);
         }
         // A caller token valid for hours is a standing credential; refuse ones that outlive the
@@ -194,9 +203,11 @@ fn classify(e: jsonwebtoken::errors::Error) -> AuthFailure {
         K::InvalidSignature => AuthFailure::Signature,
         K::InvalidAlgorithm | K::InvalidAlgorithmName => AuthFailure::Algorithm,
         K::ExpiredSignature => AuthFailure::Expired,
-        K::InvalidIssuer | K::InvalidAudience | K::InvalidSubject | K::MissingRequiredClaim(_) | K::ImmatureSignature => {
-            AuthFailure::Claims
-        }
+        K::InvalidIssuer
+        | K::InvalidAudience
+        | K::InvalidSubject
+        | K::MissingRequiredClaim(_)
+        | K::ImmatureSignature => AuthFailure::Claims,
         K::Json(_) => AuthFailure::Claims,
         _ => AuthFailure::Malformed,
     }

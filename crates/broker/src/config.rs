@@ -72,8 +72,13 @@ pub struct CallerAuthConfig {
 
 #[derive(Debug, Clone)]
 pub enum CallerKeyConfig {
-    Hs256 { secret: SecretRef },
-    Jwks { url: Url, algorithms: Vec<CallerAlgorithm> },
+    Hs256 {
+        secret: SecretRef,
+    },
+    Jwks {
+        url: Url,
+        algorithms: Vec<CallerAlgorithm>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +250,9 @@ impl Config {
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::one(toml_message(&e)))?;
         // serde_ignored sees unknown keys before `deny_unknown_fields` would stop at the first.
         let raw: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
-            unknown.push(format!("unknown key `{path}`; see docs/configuration.md for the keys"));
+            unknown.push(format!(
+                "unknown key `{path}`; see docs/configuration.md for the keys"
+            ));
         });
         if !unknown.is_empty() {
             return Err(ConfigError { problems: unknown });
@@ -299,7 +306,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8080");
     let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-        p.push("server.listen", format!("{listen:?} is not an address like 127.0.0.1:8080"));
+        p.push(
+            "server.listen",
+            format!("{listen:?} is not an address like 127.0.0.1:8080"),
+        );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
     let server = ServerConfig {
@@ -370,17 +380,33 @@ fn validate_ims(p: &mut Problems, raw: RawIms) -> Option<ImsConfig> {
     };
     let overrides: [(&str, Option<String>, &mut Url); 6] = [
         ("ims.token_url", raw.token_url, &mut endpoints.token),
-        ("ims.jwt_exchange_url", raw.jwt_exchange_url, &mut endpoints.jwt_exchange),
+        (
+            "ims.jwt_exchange_url",
+            raw.jwt_exchange_url,
+            &mut endpoints.jwt_exchange,
+        ),
         ("ims.jwks_url", raw.jwks_url, &mut endpoints.jwks),
-        ("ims.validate_url", raw.validate_url, &mut endpoints.validate),
-        ("ims.authorize_url", raw.authorize_url, &mut endpoints.authorize),
-        ("ims.discovery_url", raw.discovery_url, &mut endpoints.discovery),
+        (
+            "ims.validate_url",
+            raw.validate_url,
+            &mut endpoints.validate,
+        ),
+        (
+            "ims.authorize_url",
+            raw.authorize_url,
+            &mut endpoints.authorize,
+        ),
+        (
+            "ims.discovery_url",
+            raw.discovery_url,
+            &mut endpoints.discovery,
+        ),
     ];
     for (at, value, slot) in overrides {
-        if let Some(v) = value {
-            if let Some(u) = parse_url(p, at, &v) {
-                *slot = u;
-            }
+        if let Some(v) = value
+            && let Some(u) = parse_url(p, at, &v)
+        {
+            *slot = u;
         }
     }
     let request_timeout = Duration::from_millis(raw.request_timeout_ms.unwrap_or(10_000));
@@ -424,12 +450,18 @@ fn validate_credential(
             Vec::new()
         }
         (None, None) => {
-            p.push(at, "client_secret is required (a reference such as \"file:/etc/imsgate/secret\")");
+            p.push(
+                at,
+                "client_secret is required (a reference such as \"file:/etc/imsgate/secret\")",
+            );
             Vec::new()
         }
     };
     if refs.len() > 2 {
-        p.push(&format!("{at}.client_secrets"), "at most two secrets (IMS allows two during rotation)");
+        p.push(
+            &format!("{at}.client_secrets"),
+            "at most two secrets (IMS allows two during rotation)",
+        );
     }
     let secrets: Vec<SecretRef> = refs
         .iter()
@@ -442,7 +474,10 @@ fn validate_credential(
         None => ScopeSet::new::<_, &str>([]),
     };
     if scopes.is_empty() {
-        p.push(at, "scopes must list at least one scope, e.g. [\"openid\", \"AdobeID\", \"firefly_api\"]");
+        p.push(
+            at,
+            "scopes must list at least one scope, e.g. [\"openid\", \"AdobeID\", \"firefly_api\"]",
+        );
     }
     Some(CredentialConfig {
         name: name.to_owned(),
@@ -463,18 +498,27 @@ fn validate_client_token(
     let credential = match ct.credential {
         Some(c) if declared.contains(&c) => Some(c),
         Some(c) => {
-            p.push(&format!("{at}.credential"), format!("no credential named {c:?} under [credentials]"));
+            p.push(
+                &format!("{at}.credential"),
+                format!("no credential named {c:?} under [credentials]"),
+            );
             None
         }
         None => {
-            p.push(at, "credential is required: the name of a [credentials.NAME] table");
+            p.push(
+                at,
+                "credential is required: the name of a [credentials.NAME] table",
+            );
             None
         }
     };
     let namespace = match ct.token_id_namespace.as_deref().map(uuid::Uuid::parse_str) {
         Some(Ok(u)) if !u.is_nil() => Some(u),
         Some(_) => {
-            p.push(&format!("{at}.token_id_namespace"), "must be a UUID (generate one with `uuidgen`)");
+            p.push(
+                &format!("{at}.token_id_namespace"),
+                "must be a UUID (generate one with `uuidgen`)",
+            );
             None
         }
         None => {
@@ -493,15 +537,24 @@ fn validate_client_token(
     let caller_auth = match ct.caller_auth {
         Some(ca) => validate_caller_auth(p, ca, base),
         None => {
-            p.push(at, "[client_token.caller_auth] is required: callers must authenticate");
+            p.push(
+                at,
+                "[client_token.caller_auth] is required: callers must authenticate",
+            );
             None
         }
     };
     let d = RateLimitConfig::default();
     let rate_limit = RateLimitConfig {
-        per_user_per_minute: ct.rate_limit.per_user_per_minute.unwrap_or(d.per_user_per_minute),
+        per_user_per_minute: ct
+            .rate_limit
+            .per_user_per_minute
+            .unwrap_or(d.per_user_per_minute),
         per_user_per_day: ct.rate_limit.per_user_per_day.unwrap_or(d.per_user_per_day),
-        global_per_minute: ct.rate_limit.global_per_minute.unwrap_or(d.global_per_minute),
+        global_per_minute: ct
+            .rate_limit
+            .global_per_minute
+            .unwrap_or(d.global_per_minute),
         global_per_day: ct.rate_limit.global_per_day.unwrap_or(d.global_per_day),
     };
     for (name, v) in [
@@ -538,27 +591,46 @@ fn valid_origin(o: &str) -> bool {
     }
 }
 
-fn validate_caller_auth(p: &mut Problems, ca: RawCallerAuth, base: &Path) -> Option<CallerAuthConfig> {
+fn validate_caller_auth(
+    p: &mut Problems,
+    ca: RawCallerAuth,
+    base: &Path,
+) -> Option<CallerAuthConfig> {
     let at = "client_token.caller_auth";
     let issuer = ca.issuer.filter(|s| !s.is_empty());
     if issuer.is_none() {
-        p.push(at, "issuer is required (the `iss` your backend puts in caller tokens)");
+        p.push(
+            at,
+            "issuer is required (the `iss` your backend puts in caller tokens)",
+        );
     }
     let audience = ca.audience.filter(|s| !s.is_empty());
     if audience.is_none() {
-        p.push(at, "audience is required (the `aud` your backend puts in caller tokens)");
+        p.push(
+            at,
+            "audience is required (the `aud` your backend puts in caller tokens)",
+        );
     }
     let key = match (ca.hs256_secret, ca.jwks_url) {
         (Some(s), None) => {
             if ca.algorithms.is_some() {
-                p.push(at, "algorithms applies to jwks_url only; hs256_secret always means HS256");
+                p.push(
+                    at,
+                    "algorithms applies to jwks_url only; hs256_secret always means HS256",
+                );
             }
-            parse_secret(p, &format!("{at}.hs256_secret"), &s, base).map(|secret| CallerKeyConfig::Hs256 { secret })
+            parse_secret(p, &format!("{at}.hs256_secret"), &s, base)
+                .map(|secret| CallerKeyConfig::Hs256 { secret })
         }
         (None, Some(u)) => {
             let url = parse_url(p, &format!("{at}.jwks_url"), &u);
             let mut algorithms = Vec::new();
-            for (i, a) in ca.algorithms.unwrap_or_else(|| vec!["RS256".into()]).iter().enumerate() {
+            for (i, a) in ca
+                .algorithms
+                .unwrap_or_else(|| vec!["RS256".into()])
+                .iter()
+                .enumerate()
+            {
                 match a.as_str() {
                     "RS256" => algorithms.push(CallerAlgorithm::Rs256),
                     "ES256" => algorithms.push(CallerAlgorithm::Es256),
@@ -569,7 +641,10 @@ fn validate_caller_auth(p: &mut Problems, ca: RawCallerAuth, base: &Path) -> Opt
                 }
             }
             if algorithms.is_empty() {
-                p.push(&format!("{at}.algorithms"), "must list at least one algorithm");
+                p.push(
+                    &format!("{at}.algorithms"),
+                    "must list at least one algorithm",
+                );
             }
             url.map(|url| CallerKeyConfig::Jwks { url, algorithms })
         }
@@ -632,9 +707,15 @@ hs256_secret = "file:/etc/imsgate/caller.key"
     #[test]
     fn good_config_parses() {
         let c = Config::parse(GOOD, Path::new("/cfg")).unwrap();
-        assert_eq!(c.ims.endpoints.token.as_str(), "http://127.0.0.1:9999/ims/token/v3");
+        assert_eq!(
+            c.ims.endpoints.token.as_str(),
+            "http://127.0.0.1:9999/ims/token/v3"
+        );
         let cred = &c.credentials["firefly"];
-        assert_eq!(cred.client_secrets, vec![SecretRef::File("/cfg/secret.txt".into())]);
+        assert_eq!(
+            cred.client_secrets,
+            vec![SecretRef::File("/cfg/secret.txt".into())]
+        );
         assert_eq!(cred.scopes.joined(), "AdobeID,firefly_api,openid");
         let ct = c.client_token.unwrap();
         assert_eq!(ct.rate_limit, RateLimitConfig::default());
@@ -645,24 +726,74 @@ hs256_secret = "file:/etc/imsgate/caller.key"
     #[test]
     fn problems_table() {
         let cases: &[(&str, &str, &[&str])] = &[
-            ("client_id = \"cid\"", "client_id = \"cid\"\nclient_secet = \"x\"", &["credentials.firefly.client_secet"]),
-            ("[server]", "[server]\nlisten_addr = 1", &["server.listen_addr"]),
-            ("client_secret = \"file:secret.txt\"", "client_secret = \"hunter2\"", &["credentials.firefly.client_secrets[0]", "file:"]),
-            ("client_secret = \"file:secret.txt\"", "client_secret = \"env:SECRET\"", &["env:…"]),
-            ("token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"", "token_id_namespace = \"nope\"", &["token_id_namespace", "uuidgen"]),
-            ("credential = \"firefly\"", "credential = \"other\"", &["no credential named \"other\""]),
-            ("\"http://localhost:5173\"", "\"https://app.example.com/path\"", &["allowed_origins[1]"]),
-            ("hs256_secret = \"file:/etc/imsgate/caller.key\"", "jwks_url = \"https://p.example/jwks\"\nalgorithms = [\"HS256\"]", &["algorithms[0]", "\"HS256\" is not allowed"]),
-            ("hs256_secret = \"file:/etc/imsgate/caller.key\"", "", &["set hs256_secret"]),
-            ("type = \"oauth_server_to_server\"", "type = \"jwt\"", &["unknown credential type \"jwt\""]),
-            ("base_url = \"http://127.0.0.1:9999\"", "base_url = \"ftp://x\"", &["ims.base_url"]),
+            (
+                "client_id = \"cid\"",
+                "client_id = \"cid\"\nclient_secet = \"x\"",
+                &["credentials.firefly.client_secet"],
+            ),
+            (
+                "[server]",
+                "[server]\nlisten_addr = 1",
+                &["server.listen_addr"],
+            ),
+            (
+                "client_secret = \"file:secret.txt\"",
+                "client_secret = \"hunter2\"",
+                &["credentials.firefly.client_secrets[0]", "file:"],
+            ),
+            (
+                "client_secret = \"file:secret.txt\"",
+                "client_secret = \"env:SECRET\"",
+                &["env:…"],
+            ),
+            (
+                "token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
+                "token_id_namespace = \"nope\"",
+                &["token_id_namespace", "uuidgen"],
+            ),
+            (
+                "credential = \"firefly\"",
+                "credential = \"other\"",
+                &["no credential named \"other\""],
+            ),
+            (
+                "\"http://localhost:5173\"",
+                "\"https://app.example.com/path\"",
+                &["allowed_origins[1]"],
+            ),
+            (
+                "hs256_secret = \"file:/etc/imsgate/caller.key\"",
+                "jwks_url = \"https://p.example/jwks\"\nalgorithms = [\"HS256\"]",
+                &["algorithms[0]", "\"HS256\" is not allowed"],
+            ),
+            (
+                "hs256_secret = \"file:/etc/imsgate/caller.key\"",
+                "",
+                &["set hs256_secret"],
+            ),
+            (
+                "type = \"oauth_server_to_server\"",
+                "type = \"jwt\"",
+                &["unknown credential type \"jwt\""],
+            ),
+            (
+                "base_url = \"http://127.0.0.1:9999\"",
+                "base_url = \"ftp://x\"",
+                &["ims.base_url"],
+            ),
             ("listen = \"127.0.0.1:0\"", "listen = 5", &["invalid type"]),
-            ("listen = \"127.0.0.1:0\"", "listen = \"\n", &["TOML parse error"]),
+            (
+                "listen = \"127.0.0.1:0\"",
+                "listen = \"\n",
+                &["TOML parse error"],
+            ),
         ];
         for (from, to, want) in cases {
             assert!(GOOD.contains(from), "case source missing: {from}");
             let text = GOOD.replacen(from, to, 1);
-            let err = Config::parse(&text, Path::new("/cfg")).expect_err(to).to_string();
+            let err = Config::parse(&text, Path::new("/cfg"))
+                .expect_err(to)
+                .to_string();
             for w in *want {
                 assert!(err.contains(w), "{to}: error {err:?} lacks {w:?}");
             }
@@ -673,7 +804,10 @@ hs256_secret = "file:/etc/imsgate/caller.key"
     fn reports_every_problem_at_once() {
         let text = GOOD
             .replace("client_id = \"cid\"", "")
-            .replace("token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"", "")
+            .replace(
+                "token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
+                "",
+            )
             .replace("audience = \"imsgate\"", "");
         let err = Config::parse(&text, Path::new("/")).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");

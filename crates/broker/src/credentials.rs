@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use imsgate_ims::token::parse_token_response;
-use imsgate_ims::{AccessToken, ClientCredentialsRequest, ExpiresInUnit, ImsEndpoints, ImsError, ImsErrorKind, SecretString};
+use imsgate_ims::{
+    AccessToken, ClientCredentialsRequest, ExpiresInUnit, ImsEndpoints, ImsError, ImsErrorKind,
+    SecretString,
+};
 use parking_lot::Mutex;
 
 use crate::cache::{Fetcher, TokenKey};
@@ -50,7 +53,9 @@ impl Credential {
 }
 
 /// Loads every credential's secrets, reporting every failure at once.
-pub fn load_all(configs: &BTreeMap<String, CredentialConfig>) -> Result<HashMap<String, Arc<Credential>>, Vec<String>> {
+pub fn load_all(
+    configs: &BTreeMap<String, CredentialConfig>,
+) -> Result<HashMap<String, Arc<Credential>>, Vec<String>> {
     let mut out = HashMap::new();
     let mut problems = Vec::new();
     for (name, c) in configs {
@@ -63,7 +68,11 @@ pub fn load_all(configs: &BTreeMap<String, CredentialConfig>) -> Result<HashMap<
         }
         out.insert(name.clone(), Arc::new(Credential::new(c.clone(), secrets)));
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Fetches tokens from IMS over HTTP.
@@ -76,7 +85,11 @@ pub struct ImsFetcher {
 }
 
 impl ImsFetcher {
-    async fn client_credentials(&self, cred: &Credential, key: &TokenKey) -> Result<AccessToken, ImsError> {
+    async fn client_credentials(
+        &self,
+        cred: &Credential,
+        key: &TokenKey,
+    ) -> Result<AccessToken, ImsError> {
         let n = cred.secrets.len();
         let first = cred.active_secret() % n.max(1);
         let mut last_err = ImsError::invalid_response("credential has no secret");
@@ -109,7 +122,10 @@ impl ImsFetcher {
 }
 
 impl Fetcher for ImsFetcher {
-    fn fetch<'a>(&'a self, key: &'a TokenKey) -> Pin<Box<dyn Future<Output = Result<AccessToken, ImsError>> + Send + 'a>> {
+    fn fetch<'a>(
+        &'a self,
+        key: &'a TokenKey,
+    ) -> Pin<Box<dyn Future<Output = Result<AccessToken, ImsError>> + Send + 'a>> {
         Box::pin(async move {
             let Some(cred) = self.credentials.get(&*key.credential) else {
                 return Err(ImsError::invalid_response("unknown credential"));

@@ -33,7 +33,11 @@ impl ImsClient {
 
     /// Sends `req`. A transport failure becomes an `ImsError` of kind `Transport`; any HTTP
     /// response, whatever its status, is returned for the protocol crate to judge.
-    pub async fn send(&self, endpoint: &'static str, req: HttpRequest) -> Result<HttpResponse, ImsError> {
+    pub async fn send(
+        &self,
+        endpoint: &'static str,
+        req: HttpRequest,
+    ) -> Result<HttpResponse, ImsError> {
         let started = tokio::time::Instant::now();
         let result = self.send_inner(req).await;
         let outcome = match &result {

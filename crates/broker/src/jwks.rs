@@ -27,7 +27,9 @@ pub struct JwksKey {
 
 impl std::fmt::Debug for JwksKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksKey").field("family", &self.family).finish()
+        f.debug_struct("JwksKey")
+            .field("family", &self.family)
+            .finish()
     }
 }
 
@@ -48,7 +50,9 @@ pub struct JwksCache {
 
 impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksCache").field("url", &self.url.as_str()).finish()
+        f.debug_struct("JwksCache")
+            .field("url", &self.url.as_str())
+            .finish()
     }
 }
 
@@ -73,22 +77,25 @@ impl JwksCache {
         {
             let snap = self.snapshot.read();
             let fresh = snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
-            if let Some(k) = snap.keys.get(kid) {
-                if fresh {
-                    return Some(k.clone());
-                }
+            if let Some(k) = snap.keys.get(kid)
+                && fresh
+            {
+                return Some(k.clone());
             }
         }
         let _guard = self.fetch_lock.lock().await;
         // Another caller may have fetched while we waited for the lock.
         {
             let snap = self.snapshot.read();
-            if let Some(k) = snap.keys.get(kid) {
-                if snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE) {
-                    return Some(k.clone());
-                }
+            if let Some(k) = snap.keys.get(kid)
+                && snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE)
+            {
+                return Some(k.clone());
             }
-            if snap.fetched_at.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+            if snap
+                .fetched_at
+                .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL)
+            {
                 return snap.keys.get(kid).cloned();
             }
         }
@@ -110,7 +117,12 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, JwksKey>, String> {
-        let mut resp = self.http.get(self.url.clone()).send().await.map_err(|e| e.to_string())?;
+        let mut resp = self
+            .http
+            .get(self.url.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status().as_u16()));
         }
@@ -121,18 +133,31 @@ impl JwksCache {
             }
             body.extend_from_slice(&chunk);
         }
-        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| format!("invalid JWKS: {e}"))?;
+        let set: JwkSet =
+            serde_json::from_slice(&body).map_err(|e| format!("invalid JWKS: {e}"))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else { continue };
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
             // Keys we cannot use (other types, encryption keys) are skipped, not fatal.
             if let Ok(key) = DecodingKey::from_jwk(jwk) {
                 let family = match jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => jsonwebtoken::AlgorithmFamily::Rsa,
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => jsonwebtoken::AlgorithmFamily::Ec,
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => {
+                        jsonwebtoken::AlgorithmFamily::Rsa
+                    }
+                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => {
+                        jsonwebtoken::AlgorithmFamily::Ec
+                    }
                     _ => continue,
                 };
-                keys.insert(kid, JwksKey { key: Arc::new(key), family });
+                keys.insert(
+                    kid,
+                    JwksKey {
+                        key: Arc::new(key),
+                        family,
+                    },
+                );
             }
         }
         Ok(keys)

@@ -109,7 +109,9 @@ impl Metrics {
     }
 
     pub fn rate_limited(&self, limit: &'static str) {
-        self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
     }
 
     pub fn caller_auth_failure(&self, reason: &'static str) {

@@ -68,9 +68,18 @@ impl RateLimits {
     pub fn new(c: &RateLimitConfig) -> Self {
         let clock = DefaultClock::default();
         Self {
-            user_minute: RateLimiter::dashmap_with_clock(quota(c.per_user_per_minute, MINUTE), clock.clone()),
-            user_day: RateLimiter::dashmap_with_clock(quota(c.per_user_per_day, DAY), clock.clone()),
-            global_minute: RateLimiter::direct_with_clock(quota(c.global_per_minute, MINUTE), clock.clone()),
+            user_minute: RateLimiter::dashmap_with_clock(
+                quota(c.per_user_per_minute, MINUTE),
+                clock.clone(),
+            ),
+            user_day: RateLimiter::dashmap_with_clock(
+                quota(c.per_user_per_day, DAY),
+                clock.clone(),
+            ),
+            global_minute: RateLimiter::direct_with_clock(
+                quota(c.global_per_minute, MINUTE),
+                clock.clone(),
+            ),
             global_day: RateLimiter::direct_with_clock(quota(c.global_per_day, DAY), clock.clone()),
             clock,
         }
@@ -84,10 +93,18 @@ impl RateLimits {
             limit,
             retry_after: nu.wait_time_from(now),
         };
-        self.user_minute.check_key(user).map_err(|nu| refuse(Limit::UserMinute, nu))?;
-        self.user_day.check_key(user).map_err(|nu| refuse(Limit::UserDay, nu))?;
-        self.global_minute.check().map_err(|nu| refuse(Limit::GlobalMinute, nu))?;
-        self.global_day.check().map_err(|nu| refuse(Limit::GlobalDay, nu))?;
+        self.user_minute
+            .check_key(user)
+            .map_err(|nu| refuse(Limit::UserMinute, nu))?;
+        self.user_day
+            .check_key(user)
+            .map_err(|nu| refuse(Limit::UserDay, nu))?;
+        self.global_minute
+            .check()
+            .map_err(|nu| refuse(Limit::GlobalMinute, nu))?;
+        self.global_day
+            .check()
+            .map_err(|nu| refuse(Limit::GlobalDay, nu))?;
         Ok(())
     }
 
@@ -122,8 +139,14 @@ mod tests {
         assert!(limits.check(&a).is_ok());
         let refused = limits.check(&a).unwrap_err();
         assert_eq!(refused.limit, Limit::UserMinute);
-        assert!(refused.retry_after > Duration::from_secs(20) && refused.retry_after <= Duration::from_secs(30));
-        assert!(limits.check(&b).is_ok(), "another user has their own budget");
+        assert!(
+            refused.retry_after > Duration::from_secs(20)
+                && refused.retry_after <= Duration::from_secs(30)
+        );
+        assert!(
+            limits.check(&b).is_ok(),
+            "another user has their own budget"
+        );
     }
 
     #[test]
@@ -137,7 +160,10 @@ mod tests {
         for i in 0..3 {
             assert!(limits.check(&Uuid::from_u128(i)).is_ok());
         }
-        assert_eq!(limits.check(&Uuid::from_u128(9)).unwrap_err().limit, Limit::GlobalMinute);
+        assert_eq!(
+            limits.check(&Uuid::from_u128(9)).unwrap_err().limit,
+            Limit::GlobalMinute
+        );
     }
 
     #[test]

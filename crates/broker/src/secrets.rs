@@ -42,10 +42,10 @@ impl SecretRef {
             }
             return Ok(Self::File(PathBuf::from(path)));
         }
-        if let Some(name) = s.strip_prefix("keystore:") {
-            if !name.is_empty() {
-                return Ok(Self::Keystore(name.to_owned()));
-            }
+        if let Some(name) = s.strip_prefix("keystore:")
+            && !name.is_empty()
+        {
+            return Ok(Self::Keystore(name.to_owned()));
         }
         // Do not echo the value: a user may have pasted the secret itself here.
         Err(SecretError::BadReference(redact_reference(s)))
@@ -69,7 +69,9 @@ impl SecretRef {
 
 fn redact_reference(s: &str) -> String {
     match s.split_once(':') {
-        Some((scheme, _)) if scheme.len() <= 16 && scheme.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+        Some((scheme, _))
+            if scheme.len() <= 16 && scheme.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
             format!("{scheme}:…")
         }
         _ => "<value hidden>".to_owned(),
@@ -138,7 +140,9 @@ mod tests {
             let got = SecretRef::parse(input).map_err(|_| ());
             assert_eq!(&got, want, "{input}");
         }
-        let msg = SecretRef::parse("p8e-plaintext-secret").unwrap_err().to_string();
+        let msg = SecretRef::parse("p8e-plaintext-secret")
+            .unwrap_err()
+            .to_string();
         assert!(!msg.contains("p8e-plaintext"), "{msg}");
     }
 
@@ -149,11 +153,21 @@ mod tests {
         assert_eq!(SecretRef::File(ok).load().unwrap().expose(), "value");
         let open = write(dir.path(), "open", "value", 0o644);
         let err = SecretRef::File(open.clone()).load().unwrap_err();
-        assert!(err.to_string().contains(&format!("chmod 600 {}", open.display())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("chmod 600 {}", open.display())),
+            "{err}"
+        );
         let group = write(dir.path(), "group", "value", 0o640);
-        assert!(matches!(SecretRef::File(group).load(), Err(SecretError::TooOpen { .. })));
+        assert!(matches!(
+            SecretRef::File(group).load(),
+            Err(SecretError::TooOpen { .. })
+        ));
         let empty = write(dir.path(), "empty", " \n", 0o600);
-        assert!(matches!(SecretRef::File(empty).load(), Err(SecretError::Empty { .. })));
+        assert!(matches!(
+            SecretRef::File(empty).load(),
+            Err(SecretError::Empty { .. })
+        ));
         let missing = SecretRef::File(dir.path().join("nope")).load().unwrap_err();
         assert!(matches!(missing, SecretError::Unreadable { .. }));
         assert!(matches!(

@@ -117,7 +117,10 @@ impl Broker {
     }
 
     /// A token for a configured credential with its configured scopes, from the shared cache.
-    pub async fn token(&self, credential: &str) -> Result<Arc<crate::cache::CachedToken>, TokenError> {
+    pub async fn token(
+        &self,
+        credential: &str,
+    ) -> Result<Arc<crate::cache::CachedToken>, TokenError> {
         let cred = self
             .config
             .credentials
@@ -128,7 +131,11 @@ impl Broker {
             org_id: None,
             scopes: cred.scopes.clone(),
         };
-        self.state.cache.get(key).await.map_err(TokenError::Unavailable)
+        self.state
+            .cache
+            .get(key)
+            .await
+            .map_err(TokenError::Unavailable)
     }
 
     /// Serves on `listener` until `shutdown` resolves.

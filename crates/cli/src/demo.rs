@@ -26,7 +26,13 @@ fn random_secret() -> String {
 
 fn write_secret(dir: &Path, name: &str, value: &str) -> Result<(), Vec<String>> {
     let path = dir.join(name);
-    let err = |e: std::io::Error| vec![format!("cannot write {} ({}): check the temp directory", path.display(), e.kind())];
+    let err = |e: std::io::Error| {
+        vec![format!(
+            "cannot write {} ({}): check the temp directory",
+            path.display(),
+            e.kind()
+        )]
+    };
     std::fs::write(&path, value).map_err(err)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
@@ -82,7 +88,12 @@ pub async fn run(listen: SocketAddr, emulator_listen: SocketAddr, lifetime: u64)
     let dir = tempfile::Builder::new()
         .prefix("imsgate-demo-")
         .tempdir()
-        .map_err(|e| vec![format!("cannot create a temporary directory ({}); set TMPDIR to a writable directory", e.kind())])?;
+        .map_err(|e| {
+            vec![format!(
+                "cannot create a temporary directory ({}); set TMPDIR to a writable directory",
+                e.kind()
+            )]
+        })?;
     let client_secret = random_secret();
     let caller_key = random_secret();
     write_secret(dir.path(), "client_secret", &client_secret)?;
@@ -96,11 +107,16 @@ pub async fn run(listen: SocketAddr, emulator_listen: SocketAddr, lifetime: u64)
     .await
     .map_err(|e| vec![format!("cannot listen on {emulator_listen} for the emulator ({}); pass --emulator-listen 127.0.0.1:0", e.kind())])?;
 
-    let listener = bind(listen, "broker (pass --listen 127.0.0.1:0 for any free port)").await?;
+    let listener = bind(
+        listen,
+        "broker (pass --listen 127.0.0.1:0 for any free port)",
+    )
+    .await?;
     let addr = listener.local_addr().map_err(|e| vec![e.to_string()])?;
     let text = demo_config(emulator.base_url(), addr, uuid::Uuid::new_v4());
     let config_path = dir.path().join("imsgate.toml");
-    std::fs::write(&config_path, &text).map_err(|e| vec![format!("cannot write the demo config: {}", e.kind())])?;
+    std::fs::write(&config_path, &text)
+        .map_err(|e| vec![format!("cannot write the demo config: {}", e.kind())])?;
     let config = Config::load(&config_path).map_err(|e| e.problems)?;
     let broker = Broker::build(config, Arc::new(SystemClock))?;
 
@@ -108,7 +124,10 @@ pub async fn run(listen: SocketAddr, emulator_listen: SocketAddr, lifetime: u64)
     println!("imsgate demo is running (Ctrl-C to stop)");
     println!("  broker:        http://{addr}");
     println!("  IMS emulator:  {}", emulator.base_url());
-    println!("  data dir:      {} (deleted on exit)", dir.path().display());
+    println!(
+        "  data dir:      {} (deleted on exit)",
+        dir.path().display()
+    );
     println!();
     println!("Get a client token as a signed-in user would (caller token valid for 1 hour):");
     println!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/client-token");

@@ -9,8 +9,9 @@ pub enum Format {
 }
 
 pub fn init(format: Format, level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level)
-        .map_err(|e| format!("--log-level {level:?} is not a valid filter ({e}); try `info` or `debug`"))?;
+    let filter = EnvFilter::try_new(level).map_err(|e| {
+        format!("--log-level {level:?} is not a valid filter ({e}); try `info` or `debug`")
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -81,7 +81,10 @@ fn main() -> ExitCode {
         eprintln!("imsgate: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("imsgate: cannot start the async runtime: {e}");

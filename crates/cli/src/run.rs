@@ -74,7 +74,9 @@ pub async fn token(config: &Path, credential: &str) -> CliResult {
             println!("{}", t.token.secret.expose());
             Ok(())
         }
-        Err(e) => Err(vec![format!("cannot obtain a token for {credential:?}: {e}")]),
+        Err(e) => Err(vec![format!(
+            "cannot obtain a token for {credential:?}: {e}"
+        )]),
     }
 }
 
@@ -83,7 +85,15 @@ pub fn demo_client(secret: &str, lifetime: u64) -> EmulatorClient {
     EmulatorClient::new(
         "imsgate-demo",
         secret,
-        &["openid", "AdobeID", "session", "additional_info", "read_organizations", "firefly_api", "ff_apis"],
+        &[
+            "openid",
+            "AdobeID",
+            "session",
+            "additional_info",
+            "read_organizations",
+            "firefly_api",
+            "ff_apis",
+        ],
         lifetime,
     )
 }
@@ -91,20 +101,32 @@ pub fn demo_client(secret: &str, lifetime: u64) -> EmulatorClient {
 pub async fn emulator(listen: SocketAddr, config: Option<&Path>) -> CliResult {
     let config = match config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| vec![format!("{}: cannot read emulator config ({})", path.display(), e.kind())])?;
-            toml::from_str::<EmulatorConfig>(&text)
-                .map_err(|e| vec![format!("{}: {}", path.display(), e.to_string().trim_end().replace('\n', " "))])?
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                vec![format!(
+                    "{}: cannot read emulator config ({})",
+                    path.display(),
+                    e.kind()
+                )]
+            })?;
+            toml::from_str::<EmulatorConfig>(&text).map_err(|e| {
+                vec![format!(
+                    "{}: {}",
+                    path.display(),
+                    e.to_string().trim_end().replace('\n', " ")
+                )]
+            })?
         }
         None => EmulatorConfig {
             issuer: None,
             clients: vec![demo_client("demo-secret", 86_399)],
         },
     };
-    let running = Emulator::new(config)
-        .start(listen)
-        .await
-        .map_err(|e| vec![format!("cannot listen on {listen} for the emulator ({}); choose another address", e.kind())])?;
+    let running = Emulator::new(config).start(listen).await.map_err(|e| {
+        vec![format!(
+            "cannot listen on {listen} for the emulator ({}); choose another address",
+            e.kind()
+        )]
+    })?;
     tracing::info!(url = running.base_url(), "IMS emulator listening");
     println!("IMS emulator: {}", running.base_url());
     shutdown_signal().await;

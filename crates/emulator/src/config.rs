@@ -35,7 +35,10 @@ impl std::fmt::Debug for EmulatorClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmulatorClient")
             .field("client_id", &self.client_id)
-            .field("client_secrets", &format_args!("<{} redacted>", self.client_secrets.len()))
+            .field(
+                "client_secrets",
+                &format_args!("<{} redacted>", self.client_secrets.len()),
+            )
             .field("scopes", &self.scopes)
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .finish()

@@ -114,7 +114,10 @@ impl FaultBook {
     }
 
     pub(crate) fn counts(&self) -> HashMap<&'static str, u64> {
-        Endpoint::ALL.iter().map(|e| (e.as_str(), self.count(*e))).collect()
+        Endpoint::ALL
+            .iter()
+            .map(|e| (e.as_str(), self.count(*e)))
+            .collect()
     }
 
     pub(crate) fn reset_counts(&self) {

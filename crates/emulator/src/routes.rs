@@ -27,7 +27,10 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/ims/.well-known/openid-configuration", get(discovery))
         .route("/ims/validate_token/v1", post(validate))
         .route("/__admin/faults", axum::routing::delete(clear_all_faults))
-        .route("/__admin/faults/{endpoint}", put(set_fault).delete(clear_fault))
+        .route(
+            "/__admin/faults/{endpoint}",
+            put(set_fault).delete(clear_fault),
+        )
         .route("/__admin/counters", get(counters))
         .route("/__admin/counters/reset", post(reset_counters))
         .route("/__admin/keys/rotate", post(rotate_keys))
@@ -78,9 +81,14 @@ async fn apply_fault(state: &State, endpoint: Endpoint) -> Option<Response> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::new(Body::from(fault.body.unwrap_or_default()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(ra) = fault.retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(ra) = fault
+        .retry_after
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
         resp.headers_mut().insert(header::RETRY_AFTER, ra);
     }
     Some(with_debug_id(resp))
@@ -91,14 +99,20 @@ fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(S
     if let Some(basic) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
     {
         let decoded = STANDARD.decode(basic.trim()).ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (id, secret) = decoded.split_once(':')?;
         return Some((id.to_owned(), secret.to_owned()));
     }
-    Some((form.get("client_id")?.clone(), form.get("client_secret")?.clone()))
+    Some((
+        form.get("client_id")?.clone(),
+        form.get("client_secret")?.clone(),
+    ))
 }
 
 async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response {
@@ -106,34 +120,79 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
         return resp;
     }
     let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
-        return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form body");
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed form body",
+        );
     };
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(_) => {
-            return ims_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "unsupported grant_type");
+            return ims_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "unsupported grant_type",
+            );
         }
-        None => return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "missing grant_type parameter"),
+        None => {
+            return ims_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "missing grant_type parameter",
+            );
+        }
     }
     let Some((client_id, secret)) = client_auth(&headers, &form) else {
-        return ims_error(StatusCode::BAD_REQUEST, "invalid_client", "missing client_id parameter");
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "missing client_id parameter",
+        );
     };
-    let Some(client) = state.config.clients.iter().find(|c| c.client_id == client_id) else {
-        return ims_error(StatusCode::BAD_REQUEST, "invalid_client", "invalid client_id parameter");
-    };
-    let secret_ok = client
-        .client_secrets
+    let Some(client) = state
+        .config
+        .clients
         .iter()
-        .fold(false, |ok, s| ok | bool::from(s.as_bytes().ct_eq(secret.as_bytes())));
+        .find(|c| c.client_id == client_id)
+    else {
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "invalid client_id parameter",
+        );
+    };
+    let secret_ok = client.client_secrets.iter().fold(false, |ok, s| {
+        ok | bool::from(s.as_bytes().ct_eq(secret.as_bytes()))
+    });
     if !secret_ok {
-        return ims_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client_secret parameter");
+        return ims_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "invalid client_secret parameter",
+        );
     }
     let Some(scope) = form.get("scope").filter(|s| !s.trim().is_empty()) else {
-        return ims_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope parameter is missing");
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "scope parameter is missing",
+        );
     };
-    let requested: Vec<&str> = scope.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    if let Some(bad) = requested.iter().find(|s| !client.scopes.iter().any(|a| a == *s)) {
-        return ims_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("invalid scope ({bad})"));
+    let requested: Vec<&str> = scope
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = requested
+        .iter()
+        .find(|s| !client.scopes.iter().any(|a| a == *s))
+    {
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!("invalid scope ({bad})"),
+        );
     }
     let lifetime_ms = client.token_lifetime_secs * 1000;
     let claims = json!({
@@ -147,7 +206,9 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
         "expires_in": lifetime_ms.to_string(),
         "scope": requested.join(","),
     });
-    let jwt = state.signing_key().sign(json!({"typ": "JWT", "itt": "at"}), &claims);
+    let jwt = state
+        .signing_key()
+        .sign(json!({"typ": "JWT", "itt": "at"}), &claims);
     let mut resp = Json(json!({
         "access_token": jwt,
         "token_type": "bearer",
@@ -190,10 +251,15 @@ async fn discovery(AxState(state): St) -> Response {
 }
 
 /// Verifies an access token this emulator issued: signature under a published key, and expiry.
-pub(crate) fn verify_access_token(state: &State, token: &str) -> Result<serde_json::Value, &'static str> {
+pub(crate) fn verify_access_token(
+    state: &State,
+    token: &str,
+) -> Result<serde_json::Value, &'static str> {
     use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err("malformed");
     };
     let header: serde_json::Value = B64
@@ -204,7 +270,10 @@ pub(crate) fn verify_access_token(state: &State, token: &str) -> Result<serde_js
     if header.get("alg").and_then(|v| v.as_str()) != Some("RS256") {
         return Err("bad_signature");
     }
-    let kid = header.get("kid").and_then(|v| v.as_str()).ok_or("bad_signature")?;
+    let kid = header
+        .get("kid")
+        .and_then(|v| v.as_str())
+        .ok_or("bad_signature")?;
     let key = state
         .keys
         .read()
@@ -242,13 +311,23 @@ async fn validate(AxState(state): St, body: Bytes) -> Response {
         return resp;
     }
     let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
-        return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form body");
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed form body",
+        );
     };
     let (Some(client_id), Some(token)) = (form.get("client_id"), form.get("token")) else {
-        return ims_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and token are required");
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and token are required",
+        );
     };
     let body = match verify_access_token(&state, token) {
-        Ok(claims) if claims.get("client_id").and_then(|v| v.as_str()) == Some(client_id.as_str()) => {
+        Ok(claims)
+            if claims.get("client_id").and_then(|v| v.as_str()) == Some(client_id.as_str()) =>
+        {
             json!({"valid": true, "token": claims, "user": {}})
         }
         Ok(_) => json!({"valid": false, "reason": "client_id_mismatch"}),
@@ -257,23 +336,21 @@ async fn validate(AxState(state): St, body: Bytes) -> Response {
     with_debug_id(Json(body).into_response())
 }
 
-fn parse_endpoint(name: &str) -> Result<Endpoint, Response> {
-    Endpoint::ALL
-        .into_iter()
-        .find(|e| e.as_str() == name)
-        .ok_or_else(|| {
-            ims_error(
-                StatusCode::NOT_FOUND,
-                "unknown_endpoint",
-                "endpoint must be one of token, keys, discovery, validate",
-            )
-        })
+fn parse_endpoint(name: &str) -> Option<Endpoint> {
+    Endpoint::ALL.into_iter().find(|e| e.as_str() == name)
+}
+
+fn unknown_endpoint() -> Response {
+    ims_error(
+        StatusCode::NOT_FOUND,
+        "unknown_endpoint",
+        "endpoint must be one of token, keys, discovery, validate",
+    )
 }
 
 async fn set_fault(AxState(state): St, Path(name): Path<String>, body: Bytes) -> Response {
-    let endpoint = match parse_endpoint(&name) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(endpoint) = parse_endpoint(&name) else {
+        return unknown_endpoint();
     };
     match serde_json::from_slice::<Fault>(&body) {
         Ok(fault) => {
@@ -286,11 +363,11 @@ async fn set_fault(AxState(state): St, Path(name): Path<String>, body: Bytes) ->
 
 async fn clear_fault(AxState(state): St, Path(name): Path<String>) -> Response {
     match parse_endpoint(&name) {
-        Ok(e) => {
+        Some(e) => {
             state.faults.clear(Some(e));
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        None => unknown_endpoint(),
     }
 }
 

@@ -58,7 +58,11 @@ impl Emulator {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let issuer = self.config.issuer.clone().unwrap_or_else(|| base_url.clone());
+        let issuer = self
+            .config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| base_url.clone());
         let state = Arc::new(State {
             config: self.config,
             issuer,
@@ -74,7 +78,10 @@ impl Emulator {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "emulator server stopped");
             }
         });
@@ -128,6 +135,22 @@ impl RunningEmulator {
     /// Publishes a new signing key and returns its `kid`.
     pub fn rotate_keys(&self) -> String {
         self.state.rotate_keys()
+    }
+
+    /// Signs a JWT with the emulator's current key (published in its JWKS). Tests use this to
+    /// build tokens a relying party must accept or, with altered headers, must refuse.
+    pub fn sign(&self, header: serde_json::Value, claims: &serde_json::Value) -> String {
+        self.state.signing_key().sign(header, claims)
+    }
+
+    /// Signs raw JSON segments as given, for malformed-token tests (duplicate keys and the like).
+    pub fn sign_segments(&self, header_json: &str, claims_json: &str) -> String {
+        self.state.signing_key().sign_segments(header_json, claims_json)
+    }
+
+    /// The `kid` of the current signing key.
+    pub fn current_kid(&self) -> String {
+        self.state.signing_key().kid.clone()
     }
 
     /// Stops the server and waits for it to finish.

@@ -49,7 +49,10 @@ mod tests {
         assert_eq!(e.token.as_str(), "http://127.0.0.1:9/ims/token/v3");
         assert_eq!(e.jwks.as_str(), "http://127.0.0.1:9/ims/keys");
         let p = ImsEndpoints::production();
-        assert_eq!(p.token.as_str(), "https://ims-na1.adobelogin.com/ims/token/v3");
+        assert_eq!(
+            p.token.as_str(),
+            "https://ims-na1.adobelogin.com/ims/token/v3"
+        );
         assert_eq!(
             p.discovery.as_str(),
             "https://ims-na1.adobelogin.com/ims/.well-known/openid-configuration"

@@ -68,7 +68,11 @@ pub struct ImsError {
 const MAX_TEXT: usize = 256;
 
 fn clip(s: &str) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect();
+    let mut out: String = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TEXT)
+        .collect();
     if s.chars().count() > MAX_TEXT {
         out.push('…');
     }
@@ -189,14 +193,54 @@ mod tests {
     fn classification_table() {
         let now = SystemTime::UNIX_EPOCH;
         let cases: &[(u16, &str, ImsErrorKind, Option<&str>)] = &[
-            (400, r#"{"error":"invalid_client","error_description":"invalid client_id parameter"}"#, ImsErrorKind::InvalidClient, Some("invalid_client")),
-            (401, r#"{"error":"invalid_client"}"#, ImsErrorKind::InvalidClient, Some("invalid_client")),
-            (400, r#"{"error":"invalid_scope","error_description":"invalid scope"}"#, ImsErrorKind::InvalidScope, Some("invalid_scope")),
-            (400, r#"{"error":"bad_request"}"#, ImsErrorKind::Rejected, Some("bad_request")),
-            (429, r#"{"error":"too_many_requests"}"#, ImsErrorKind::RateLimited, Some("too_many_requests")),
-            (500, r#"{"error":"internal_error","error_description":"Please try again later"}"#, ImsErrorKind::Unavailable, Some("internal_error")),
-            (503, "<html>bad gateway</html>", ImsErrorKind::Unavailable, None),
-            (200, r#"{"error":"invalid_client"}"#, ImsErrorKind::InvalidClient, Some("invalid_client")),
+            (
+                400,
+                r#"{"error":"invalid_client","error_description":"invalid client_id parameter"}"#,
+                ImsErrorKind::InvalidClient,
+                Some("invalid_client"),
+            ),
+            (
+                401,
+                r#"{"error":"invalid_client"}"#,
+                ImsErrorKind::InvalidClient,
+                Some("invalid_client"),
+            ),
+            (
+                400,
+                r#"{"error":"invalid_scope","error_description":"invalid scope"}"#,
+                ImsErrorKind::InvalidScope,
+                Some("invalid_scope"),
+            ),
+            (
+                400,
+                r#"{"error":"bad_request"}"#,
+                ImsErrorKind::Rejected,
+                Some("bad_request"),
+            ),
+            (
+                429,
+                r#"{"error":"too_many_requests"}"#,
+                ImsErrorKind::RateLimited,
+                Some("too_many_requests"),
+            ),
+            (
+                500,
+                r#"{"error":"internal_error","error_description":"Please try again later"}"#,
+                ImsErrorKind::Unavailable,
+                Some("internal_error"),
+            ),
+            (
+                503,
+                "<html>bad gateway</html>",
+                ImsErrorKind::Unavailable,
+                None,
+            ),
+            (
+                200,
+                r#"{"error":"invalid_client"}"#,
+                ImsErrorKind::InvalidClient,
+                Some("invalid_client"),
+            ),
             (200, "not json", ImsErrorKind::InvalidResponse, None),
             (404, "", ImsErrorKind::Rejected, None),
             (400, r#"{"error":17}"#, ImsErrorKind::Rejected, Some("17")),
@@ -223,7 +267,10 @@ mod tests {
         assert_eq!(e.debug_id.as_deref(), Some("abc-123"));
         assert_eq!(e.retry_after, Some(Duration::from_secs(12)));
         let shown = e.to_string();
-        assert!(shown.contains("abc-123") && shown.contains("slow down"), "{shown}");
+        assert!(
+            shown.contains("abc-123") && shown.contains("slow down"),
+            "{shown}"
+        );
         assert!(e.kind.is_retryable());
     }
 

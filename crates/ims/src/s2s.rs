@@ -36,7 +36,10 @@ impl ClientCredentialsRequest<'_> {
             method: "POST",
             url: token_url.clone(),
             headers: vec![
-                ("content-type", "application/x-www-form-urlencoded".to_owned()),
+                (
+                    "content-type",
+                    "application/x-www-form-urlencoded".to_owned(),
+                ),
                 ("accept", "application/json".to_owned()),
             ],
             body: body.into_bytes(),

@@ -56,10 +56,18 @@ pub fn parse_token_response(
     }
     let value: serde_json::Value = match serde_json::from_slice(&resp.body) {
         Ok(v) => v,
-        Err(_) => return Err(with_debug_id(ImsError::invalid_response("token response is not JSON"), resp)),
+        Err(_) => {
+            return Err(with_debug_id(
+                ImsError::invalid_response("token response is not JSON"),
+                resp,
+            ));
+        }
     };
     let Some(obj) = value.as_object() else {
-        return Err(with_debug_id(ImsError::invalid_response("token response is not a JSON object"), resp));
+        return Err(with_debug_id(
+            ImsError::invalid_response("token response is not a JSON object"),
+            resp,
+        ));
     };
     if obj.contains_key("error") {
         // IMS has been seen answering 200 with an error body; treat it as the error it is.
@@ -67,12 +75,22 @@ pub fn parse_token_response(
     }
     let access_token = match obj.get("access_token") {
         Some(serde_json::Value::String(s)) if !s.is_empty() => SecretString::new(s.clone()),
-        _ => return Err(with_debug_id(ImsError::invalid_response("token response has no access_token"), resp)),
+        _ => {
+            return Err(with_debug_id(
+                ImsError::invalid_response("token response has no access_token"),
+                resp,
+            ));
+        }
     };
     let token_type = match obj.get("token_type") {
         Some(serde_json::Value::String(s)) => s.to_ascii_lowercase(),
         None => "bearer".to_owned(),
-        _ => return Err(with_debug_id(ImsError::invalid_response("token_type is not a string"), resp)),
+        _ => {
+            return Err(with_debug_id(
+                ImsError::invalid_response("token_type is not a string"),
+                resp,
+            ));
+        }
     };
     if token_type != "bearer" {
         return Err(with_debug_id(
@@ -81,9 +99,18 @@ pub fn parse_token_response(
         ));
     }
     let lifetime = match obj.get("expires_in") {
-        None => return Err(with_debug_id(ImsError::invalid_response("token response has no expires_in"), resp)),
-        Some(v) => lifetime_from(v, unit)
-            .ok_or_else(|| with_debug_id(ImsError::invalid_response(format!("expires_in {v} is not a sensible lifetime")), resp))?,
+        None => {
+            return Err(with_debug_id(
+                ImsError::invalid_response("token response has no expires_in"),
+                resp,
+            ));
+        }
+        Some(v) => lifetime_from(v, unit).ok_or_else(|| {
+            with_debug_id(
+                ImsError::invalid_response(format!("expires_in {v} is not a sensible lifetime")),
+                resp,
+            )
+        })?,
     };
     Ok(AccessToken {
         secret: access_token,
@@ -133,26 +160,121 @@ mod tests {
         use ExpiresInUnit::*;
         // (status, body, unit, Ok(lifetime secs) | Err(kind))
         let cases: &[(u16, &str, ExpiresInUnit, Result<u64, ImsErrorKind>)] = &[
-            (200, r#"{"access_token":"t","token_type":"bearer","expires_in":86399}"#, Seconds, Ok(86399)),
-            (200, r#"{"access_token":"t","token_type":"Bearer","expires_in":"300"}"#, Seconds, Ok(300)),
-            (200, r#"{"access_token":"t","expires_in":299}"#, Seconds, Ok(299)),
-            (200, r#"{"token_type":"bearer","access_token":"t","expires_in":86399000}"#, Milliseconds, Ok(86399)),
-            (200, r#"{"access_token":"t","token_type":"bearer"}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t","token_type":"bearer","expires_in":0}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t","token_type":"bearer","expires_in":-5}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t","token_type":"bearer","expires_in":1.5}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t","token_type":"bearer","expires_in":86399993}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t","token_type":"bearer","expires_in":1e308}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t","token_type":"bearer","expires_in":null}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t","token_type":"mac","expires_in":60}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"","token_type":"bearer","expires_in":60}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":7,"expires_in":60}"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"["access_token"]"#, Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"access_token":"t""#, Seconds, Err(ImsErrorKind::InvalidResponse)),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":86399}"#,
+                Seconds,
+                Ok(86399),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"Bearer","expires_in":"300"}"#,
+                Seconds,
+                Ok(300),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","expires_in":299}"#,
+                Seconds,
+                Ok(299),
+            ),
+            (
+                200,
+                r#"{"token_type":"bearer","access_token":"t","expires_in":86399000}"#,
+                Milliseconds,
+                Ok(86399),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer"}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":0}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":-5}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":1.5}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":86399993}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":1e308}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":null}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"mac","expires_in":60}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"","token_type":"bearer","expires_in":60}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":7,"expires_in":60}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"["access_token"]"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
+            (
+                200,
+                r#"{"access_token":"t""#,
+                Seconds,
+                Err(ImsErrorKind::InvalidResponse),
+            ),
             (200, "", Seconds, Err(ImsErrorKind::InvalidResponse)),
-            (200, r#"{"error":"invalid_client","error_description":"bad"}"#, Seconds, Err(ImsErrorKind::InvalidClient)),
-            (400, r#"{"error":"invalid_scope"}"#, Seconds, Err(ImsErrorKind::InvalidScope)),
-            (401, r#"{"error":"invalid_client"}"#, Seconds, Err(ImsErrorKind::InvalidClient)),
+            (
+                200,
+                r#"{"error":"invalid_client","error_description":"bad"}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidClient),
+            ),
+            (
+                400,
+                r#"{"error":"invalid_scope"}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidScope),
+            ),
+            (
+                401,
+                r#"{"error":"invalid_client"}"#,
+                Seconds,
+                Err(ImsErrorKind::InvalidClient),
+            ),
             (429, "", Seconds, Err(ImsErrorKind::RateLimited)),
             (502, "<html>", Seconds, Err(ImsErrorKind::Unavailable)),
         ];

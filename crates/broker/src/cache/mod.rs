@@ -322,12 +322,16 @@ fn finish_flight(shared: &Shared, entry: &Entry, result: Result<AccessToken, Ims
 /// Converts a token's wall-clock expiry into the monotonic instants the cache works with.
 fn schedule_token(now: SystemTime, token: AccessToken) -> CachedToken {
     let lifetime = token.lifetime();
-    let remaining = token.expires_at.duration_since(now).unwrap_or(Duration::ZERO);
+    let remaining = token
+        .expires_at
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO);
     let base = Instant::now();
     let expires = base + remaining;
     CachedToken {
         serve_until: expires - schedule::safety_margin(lifetime).min(remaining),
-        refresh_at: expires - schedule::refresh_margin(lifetime, rand::random::<f64>()).min(remaining),
+        refresh_at: expires
+            - schedule::refresh_margin(lifetime, rand::random::<f64>()).min(remaining),
         token,
     }
 }

@@ -27,7 +27,10 @@ pub fn token_id(namespace: &Uuid, sub: &str) -> Uuid {
     Uuid::new_v5(namespace, sub.as_bytes())
 }
 
-pub async fn client_token(State(st): State<Arc<ClientTokenState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn client_token(
+    State(st): State<Arc<ClientTokenState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let caller = match st.verifier.verify_headers(&headers).await {
         Ok(c) => c,
         Err(reason) => {
@@ -41,7 +44,11 @@ pub async fn client_token(State(st): State<Arc<ClientTokenState>>, headers: Head
         st.metrics.rate_limited(limited.limit.as_str());
         return Err(ApiError::rate_limited(limited.retry_after));
     }
-    let cached = st.token.get().await.map_err(|e| ApiError::unavailable(e.retry_after))?;
+    let cached = st
+        .token
+        .get()
+        .await
+        .map_err(|e| ApiError::unavailable(e.retry_after))?;
     let body = serde_json::to_vec(&Body {
         client_access_token: cached.token.secret.expose(),
         token_expiry_timestamp_ms: cached.token.expires_at_unix_ms(),
@@ -50,7 +57,10 @@ pub async fn client_token(State(st): State<Arc<ClientTokenState>>, headers: Head
     .map_err(|_| ApiError::unavailable(std::time::Duration::from_secs(1)))?;
     let mut resp = body.into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)

@@ -25,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
     if let Some(ct) = &state.client_token {
         let origins: Vec<HeaderValue> = ct
@@ -40,14 +41,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             .max_age(Duration::from_secs(600));
         router = router.merge(
             Router::new()
-                .route("/api/client-token", get(client_token::client_token))
+                // The fallback is set on the route itself, inside the CORS layer, so preflight
+                // requests reach CORS instead of a router-wide 405.
+                .route(
+                    "/api/client-token",
+                    get(client_token::client_token).fallback(method_not_allowed),
+                )
                 .layer(cors)
                 .with_state(ct.clone()),
         );
     }
     router
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.metrics.clone(), track))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
 }
@@ -57,7 +62,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this endpoint")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this endpoint",
+    )
 }
 
 /// Records latency by route template (never the raw path, which could be unbounded) and status.

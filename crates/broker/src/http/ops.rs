@@ -19,10 +19,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// IMS. A node that cannot issue client tokens should not take traffic.
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let mut not_ready = Vec::new();
-    if let Some(ct) = &st.client_token {
-        if ct.token.peek().is_none() {
-            not_ready.push("client_token");
-        }
+    if let Some(ct) = &st.client_token
+        && ct.token.peek().is_none()
+    {
+        not_ready.push("client_token");
     }
     if not_ready.is_empty() {
         Json(json!({"status": "ready"})).into_response()
@@ -35,7 +35,8 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
             })),
         )
             .into_response();
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         resp
     }
 }
