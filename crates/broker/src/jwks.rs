@@ -13,7 +13,8 @@ use parking_lot::RwLock;
 use tokio::time::Instant;
 use url::Url;
 
-/// Minimum spacing between fetches triggered by unknown kids.
+/// Minimum spacing between refetches triggered by unknown kids. A routine load does not count, so
+/// a key rotated just after a load is picked up at once.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Keys are refetched in the background of a lookup once this old.
 const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -37,6 +38,8 @@ impl std::fmt::Debug for JwksKey {
 struct Snapshot {
     keys: HashMap<String, JwksKey>,
     fetched_at: Option<Instant>,
+    /// When an unknown kid last forced a refetch.
+    forced_at: Option<Instant>,
 }
 
 /// A cached key set.
@@ -85,35 +88,38 @@ impl JwksCache {
         }
         let _guard = self.fetch_lock.lock().await;
         // Another caller may have fetched while we waited for the lock.
-        {
+        let forced = {
             let snap = self.snapshot.read();
-            if let Some(k) = snap.keys.get(kid)
-                && snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE)
-            {
-                return Some(k.clone());
+            let fresh = snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
+            let recently_forced = snap.forced_at.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL);
+            match snap.keys.get(kid) {
+                Some(k) if fresh || recently_forced => return Some(k.clone()),
+                // Known but stale: a routine reload, keeping the old key if it fails.
+                Some(_) => false,
+                // Unknown kid: one forced refetch per interval, whatever kids callers send.
+                None if recently_forced => return None,
+                None => fresh,
             }
-            if snap
-                .fetched_at
-                .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL)
-            {
-                return snap.keys.get(kid).cloned();
-            }
+        };
+        let result = self.fetch().await;
+        let mut snap = self.snapshot.write();
+        let now = Instant::now();
+        if forced {
+            snap.forced_at = Some(now);
         }
-        match self.fetch().await {
+        match result {
             Ok(keys) => {
-                let mut snap = self.snapshot.write();
                 snap.keys = keys;
-                snap.fetched_at = Some(Instant::now());
-                snap.keys.get(kid).cloned()
+                snap.fetched_at = Some(now);
             }
             Err(e) => {
                 tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed");
-                let mut snap = self.snapshot.write();
-                // Count a failed fetch as a fetch for rate limiting, but keep the old keys.
-                snap.fetched_at = Some(Instant::now() - MAX_AGE.saturating_sub(REFETCH_INTERVAL));
-                snap.keys.get(kid).cloned()
+                // Keep the old keys; a failed load counts as a forced fetch so failures cannot be
+                // turned into a request storm against the key server.
+                snap.forced_at = Some(now);
             }
         }
+        snap.keys.get(kid).cloned()
     }
 
     async fn fetch(&self) -> Result<HashMap<String, JwksKey>, String> {
