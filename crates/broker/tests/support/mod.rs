@@ -200,7 +200,11 @@ impl Harness {
 }
 
 pub fn now_secs() -> u64 {
-    unix_ms(SystemClock.now()) / 1000
+    now_ms() / 1000
+}
+
+pub fn now_ms() -> u64 {
+    unix_ms(SystemClock.now())
 }
 
 /// Standard valid caller claims for `sub`.
