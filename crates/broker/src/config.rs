@@ -254,11 +254,16 @@ impl Config {
                 "unknown key `{path}`; see docs/configuration.md for the keys"
             ));
         });
-        if !unknown.is_empty() {
-            return Err(ConfigError { problems: unknown });
-        }
         let raw = raw.map_err(|e| ConfigError::one(toml_message(&e)))?;
-        validate(raw, base_dir)
+        // Unknown keys come first (a typo there is often the cause of what validation reports).
+        match validate(raw, base_dir) {
+            Ok(_) if !unknown.is_empty() => Err(ConfigError { problems: unknown }),
+            Ok(config) => Ok(config),
+            Err(mut e) => {
+                unknown.append(&mut e.problems);
+                Err(ConfigError { problems: unknown })
+            }
+        }
     }
 }
 

@@ -91,7 +91,9 @@ impl JwksCache {
         let forced = {
             let snap = self.snapshot.read();
             let fresh = snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
-            let recently_forced = snap.forced_at.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL);
+            let recently_forced = snap
+                .forced_at
+                .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL);
             match snap.keys.get(kid) {
                 Some(k) if fresh || recently_forced => return Some(k.clone()),
                 // Known but stale: a routine reload, keeping the old key if it fails.

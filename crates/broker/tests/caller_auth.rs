@@ -10,7 +10,9 @@ async fn assert_401(h: &Harness, name: &str, req: reqwest::RequestBuilder) {
     let resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 401, "case {name}");
     assert_eq!(
-        resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap()),
+        resp.headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap()),
         Some("Bearer error=\"invalid_token\""),
         "case {name}"
     );
@@ -55,7 +57,11 @@ async fn refused_caller_tokens_table() {
     let now = now_secs();
     let good = claims("user-1");
     let url = format!("{}/api/client-token", h.url);
-    let bearer = |t: String| h.http.get(&url).header("Authorization", format!("Bearer {t}"));
+    let bearer = |t: String| {
+        h.http
+            .get(&url)
+            .header("Authorization", format!("Bearer {t}"))
+    };
     let hs = |c: Value| hs256(&c, CALLER_KEY);
 
     // Sanity: the good token passes, so every refusal below is due to the one thing changed.
@@ -64,36 +70,127 @@ async fn refused_caller_tokens_table() {
     let big_sub = "x".repeat(5000);
     let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
         ("no header", h.http.get(&url)),
-        ("token only in the query string", h.http.get(format!("{url}?access_token={}", hs(good.clone())))),
-        ("basic scheme", h.http.get(&url).header("Authorization", format!("Basic {}", hs(good.clone())))),
-        ("scheme without token", h.http.get(&url).header("Authorization", "Bearer")),
-        ("two authorization headers", h.http.get(&url).header("Authorization", format!("Bearer {}", hs(good.clone()))).header("Authorization", format!("Bearer {}", hs(good.clone())))),
+        (
+            "token only in the query string",
+            h.http
+                .get(format!("{url}?access_token={}", hs(good.clone()))),
+        ),
+        (
+            "basic scheme",
+            h.http
+                .get(&url)
+                .header("Authorization", format!("Basic {}", hs(good.clone()))),
+        ),
+        (
+            "scheme without token",
+            h.http.get(&url).header("Authorization", "Bearer"),
+        ),
+        (
+            "two authorization headers",
+            h.http
+                .get(&url)
+                .header("Authorization", format!("Bearer {}", hs(good.clone())))
+                .header("Authorization", format!("Bearer {}", hs(good.clone()))),
+        ),
         ("garbage", bearer("not.a.jwt".into())),
-        ("wrong key", bearer(hs256(&good, "another-shared-key-0123456789abcdefgh"))),
-        ("expired", bearer(hs(with(with(good.clone(), "exp", json!(now - 120)), "iat", json!(now - 700))))),
-        ("wrong audience", bearer(hs(with(good.clone(), "aud", json!("someone-else"))))),
-        ("wrong issuer", bearer(hs(with(good.clone(), "iss", json!("https://evil.test"))))),
+        (
+            "wrong key",
+            bearer(hs256(&good, "another-shared-key-0123456789abcdefgh")),
+        ),
+        (
+            "expired",
+            bearer(hs(with(
+                with(good.clone(), "exp", json!(now - 120)),
+                "iat",
+                json!(now - 700),
+            ))),
+        ),
+        (
+            "wrong audience",
+            bearer(hs(with(good.clone(), "aud", json!("someone-else")))),
+        ),
+        (
+            "wrong issuer",
+            bearer(hs(with(good.clone(), "iss", json!("https://evil.test")))),
+        ),
         ("missing sub", bearer(hs(without(good.clone(), "sub")))),
-        ("empty sub", bearer(hs(with(good.clone(), "sub", json!(""))))),
+        (
+            "empty sub",
+            bearer(hs(with(good.clone(), "sub", json!("")))),
+        ),
         ("missing exp", bearer(hs(without(good.clone(), "exp")))),
-        ("exp as string", bearer(hs(with(good.clone(), "exp", json!((now + 60).to_string()))))),
-        ("lives too long", bearer(hs(with(good.clone(), "exp", json!(now + 86_400))))),
-        ("issued in the future", bearer(hs(with(good.clone(), "iat", json!(now + 3600))))),
-        ("not yet valid", bearer(hs(with(good.clone(), "nbf", json!(now + 3600))))),
-        ("oversized", bearer(hs(with(good.clone(), "sub", json!(big_sub))))),
-        ("alg none", bearer(format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&good.to_string())))),
-        ("alg NONE", bearer(format!("{}.{}.", b64(r#"{"alg":"NONE","typ":"JWT"}"#), b64(&good.to_string())))),
-        ("alg None signed", bearer(forged(&json!({"alg": "None"}), &good, CALLER_KEY))),
-        ("alg HS512", bearer(jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512), &good, &jsonwebtoken::EncodingKey::from_secret(CALLER_KEY.as_bytes())).unwrap())),
-        ("RS256 from another issuer's key", bearer(h.emulator.sign(json!({"typ": "JWT"}), &good))),
-        ("two tokens", bearer(format!("{} {}", hs(good.clone()), hs(good.clone())))),
+        (
+            "exp as string",
+            bearer(hs(with(good.clone(), "exp", json!((now + 60).to_string())))),
+        ),
+        (
+            "lives too long",
+            bearer(hs(with(good.clone(), "exp", json!(now + 86_400)))),
+        ),
+        (
+            "issued in the future",
+            bearer(hs(with(good.clone(), "iat", json!(now + 3600)))),
+        ),
+        (
+            "not yet valid",
+            bearer(hs(with(good.clone(), "nbf", json!(now + 3600)))),
+        ),
+        (
+            "oversized",
+            bearer(hs(with(good.clone(), "sub", json!(big_sub)))),
+        ),
+        (
+            "alg none",
+            bearer(format!(
+                "{}.{}.",
+                b64(r#"{"alg":"none","typ":"JWT"}"#),
+                b64(&good.to_string())
+            )),
+        ),
+        (
+            "alg NONE",
+            bearer(format!(
+                "{}.{}.",
+                b64(r#"{"alg":"NONE","typ":"JWT"}"#),
+                b64(&good.to_string())
+            )),
+        ),
+        (
+            "alg None signed",
+            bearer(forged(&json!({"alg": "None"}), &good, CALLER_KEY)),
+        ),
+        (
+            "alg HS512",
+            bearer(
+                jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
+                    &good,
+                    &jsonwebtoken::EncodingKey::from_secret(CALLER_KEY.as_bytes()),
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "RS256 from another issuer's key",
+            bearer(h.emulator.sign(json!({"typ": "JWT"}), &good)),
+        ),
+        (
+            "two tokens",
+            bearer(format!("{} {}", hs(good.clone()), hs(good.clone()))),
+        ),
     ];
     for (name, req) in cases {
         assert_401(&h, name, req).await;
     }
     // Lowercase and uppercase scheme names are accepted (RFC 7235: case-insensitive).
     for scheme in ["bearer", "BEARER", "BeArEr"] {
-        let r = h.http.get(&url).header("Authorization", format!("{scheme} {}", hs(good.clone()))).send().await.unwrap();
+        let r = h
+            .http
+            .get(&url)
+            .header("Authorization", format!("{scheme} {}", hs(good.clone())))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "scheme {scheme}");
     }
 }
@@ -106,19 +203,31 @@ async fn jwks_mode_accepts_rs256_and_follows_key_rotation() {
     })
     .await;
     let url = format!("{}/api/client-token", h.url);
-    let send = |t: String| h.http.get(&url).header("Authorization", format!("Bearer {t}")).send();
+    let send = |t: String| {
+        h.http
+            .get(&url)
+            .header("Authorization", format!("Bearer {t}"))
+            .send()
+    };
     let c = claims("jwks-user");
 
-    let r = send(h.emulator.sign(json!({"typ": "JWT"}), &c)).await.unwrap();
+    let r = send(h.emulator.sign(json!({"typ": "JWT"}), &c))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let keys_before = h.emulator.count(imsgate_emulator::Endpoint::Keys);
 
     // A rotated key is unknown until the verifier refetches the JWKS once.
     let new_kid = h.emulator.rotate_keys();
     assert_eq!(h.emulator.current_kid(), new_kid);
-    let r = send(h.emulator.sign(json!({"typ": "JWT"}), &c)).await.unwrap();
+    let r = send(h.emulator.sign(json!({"typ": "JWT"}), &c))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "token signed with the rotated key");
-    assert_eq!(h.emulator.count(imsgate_emulator::Endpoint::Keys), keys_before + 1);
+    assert_eq!(
+        h.emulator.count(imsgate_emulator::Endpoint::Keys),
+        keys_before + 1
+    );
 
     // An HS256 token keyed with anything is refused: the allow-list is RS256 only.
     assert_eq!(send(caller("jwks-user")).await.unwrap().status(), 401);
@@ -132,13 +241,25 @@ async fn jwks_mode_accepts_rs256_and_follows_key_rotation() {
         parts[0] = b64(r#"{"alg":"RS256","kid":"no-such-kid"}"#);
         assert_eq!(send(parts.join(".")).await.unwrap().status(), 401);
     }
-    assert!(h.emulator.count(imsgate_emulator::Endpoint::Keys) <= before + 1, "unknown kids must not hammer the JWKS endpoint");
+    assert!(
+        h.emulator.count(imsgate_emulator::Endpoint::Keys) <= before + 1,
+        "unknown kids must not hammer the JWKS endpoint"
+    );
     // A key embedded in the header is never used: an attacker's key under the real kid, with its
     // public half in `jwk` and a `jku` pointing at it, must fail signature verification.
     let attacker = imsgate_emulator::keys::SigningKey::generate(h.emulator.current_kid());
     let jwk = attacker.jwk();
-    let embedded = attacker.sign(json!({"typ": "JWT", "jwk": jwk, "jku": format!("{}/ims/keys", h.emulator.base_url())}), &c);
+    let embedded = attacker.sign(
+        json!({"typ": "JWT", "jwk": jwk, "jku": format!("{}/ims/keys", h.emulator.base_url())}),
+        &c,
+    );
     assert_eq!(send(embedded).await.unwrap().status(), 401);
     // The same attacker token without the embedded key is refused the same way.
-    assert_eq!(send(attacker.sign(json!({"typ": "JWT"}), &c)).await.unwrap().status(), 401);
+    assert_eq!(
+        send(attacker.sign(json!({"typ": "JWT"}), &c))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 }

@@ -18,11 +18,16 @@ async fn a_thousand_concurrent_first_requests_cause_one_ims_request() {
     emulator.set_fault(Endpoint::Token, Fault::latency(Duration::from_millis(800)));
     let h = Harness::start_with(emulator, Options::default()).await;
     let token = caller("burst");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1000).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1000)
+        .build()
+        .unwrap();
     let url = format!("{}/api/client-token", h.url);
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
-            let req = http.get(&url).header("Authorization", format!("Bearer {token}"));
+            let req = http
+                .get(&url)
+                .header("Authorization", format!("Bearer {token}"));
             tokio::spawn(async move {
                 let r = req.send().await.unwrap();
                 (r.status().as_u16(), r.json::<Value>().await.unwrap())
@@ -36,7 +41,11 @@ async fn a_thousand_concurrent_first_requests_cause_one_ims_request() {
         tokens.insert(body["clientAccessToken"].as_str().unwrap().to_owned());
     }
     assert_eq!(tokens.len(), 1, "every caller gets the one token");
-    assert_eq!(h.emulator.count(Endpoint::Token), 1, "exactly one IMS token request");
+    assert_eq!(
+        h.emulator.count(Endpoint::Token),
+        1,
+        "exactly one IMS token request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +56,10 @@ async fn concurrent_callers_on_a_cold_key_share_one_fetch_and_its_error() {
         Endpoint::Token,
         Fault {
             latency_ms: 500,
-            ..Fault::status(500, r#"{"error":"internal_error","error_description":"Please try again later"}"#)
+            ..Fault::status(
+                500,
+                r#"{"error":"internal_error","error_description":"Please try again later"}"#,
+            )
         },
     );
     let h = Harness::start_with(emulator, Options::default()).await;
@@ -84,7 +96,10 @@ async fn poll(h: &Harness, span: Duration, every: Duration) -> Vec<(u16, Duratio
         let started = Instant::now();
         let r = h.client_token(&token).await;
         let status = r.status().as_u16();
-        let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let mut body: Value = r.json().await.unwrap();
         body["received_at_ms"] = now_ms().into();
         if let Some(ra) = retry_after {
@@ -106,15 +121,22 @@ async fn refresh_happens_before_expiry_without_errors_or_latency_spikes() {
     .await;
     h.wait_ready().await;
     // Every later IMS request is slow. A caller that had to wait for a refresh would see it.
-    h.emulator.set_fault(Endpoint::Token, Fault::latency(Duration::from_millis(500)));
+    h.emulator
+        .set_fault(Endpoint::Token, Fault::latency(Duration::from_millis(500)));
     let results = poll(&h, Duration::from_secs(8), Duration::from_millis(40)).await;
     let mut tokens = HashSet::new();
     for (status, latency, body) in &results {
         assert_eq!(*status, 200, "{body}");
-        assert!(*latency < Duration::from_millis(250), "a caller waited {latency:?}");
+        assert!(
+            *latency < Duration::from_millis(250),
+            "a caller waited {latency:?}"
+        );
         let expiry = body["tokenExpiryTimestampMs"].as_u64().unwrap();
         let received = body["received_at_ms"].as_u64().unwrap();
-        assert!(expiry > received, "served an expired token: expiry {expiry} at {received}");
+        assert!(
+            expiry > received,
+            "served an expired token: expiry {expiry} at {received}"
+        );
         tokens.insert(body["clientAccessToken"].as_str().unwrap().to_owned());
     }
     // 8 s of 4 s tokens refreshed at about 3.2 s: two or three background refreshes, not more.
@@ -141,17 +163,28 @@ async fn outage(fault: Fault, max_requests_during_outage: u64) {
     let during = poll(&h, Duration::from_secs(5), Duration::from_millis(20)).await;
     let served: Vec<_> = during.iter().filter(|r| r.0 == 200).collect();
     let refused: Vec<_> = during.iter().filter(|r| r.0 == 503).collect();
-    assert_eq!(served.len() + refused.len(), during.len(), "only 200 or 503 during an outage");
+    assert_eq!(
+        served.len() + refused.len(),
+        during.len(),
+        "only 200 or 503 during an outage"
+    );
     assert!(!served.is_empty() && !refused.is_empty());
     // The old token keeps being served until it is close to expiry, never after.
     for (_, _, body) in &served {
         assert_eq!(body["clientAccessToken"], first["clientAccessToken"]);
     }
     let first_refusal = during.iter().position(|r| r.0 == 503).unwrap();
-    assert!(during[first_refusal..].iter().all(|r| r.0 == 503), "once expired, nothing is served");
+    assert!(
+        during[first_refusal..].iter().all(|r| r.0 == 503),
+        "once expired, nothing is served"
+    );
     for (_, _, body) in &refused {
         assert_eq!(body["error"], "temporarily_unavailable");
-        let ra: u64 = body["retry_after_header"].as_str().unwrap().parse().unwrap();
+        let ra: u64 = body["retry_after_header"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=60).contains(&ra), "retry-after {ra}");
     }
     let calls = h.emulator.count(Endpoint::Token);
@@ -170,7 +203,10 @@ async fn outage(fault: Fault, max_requests_during_outage: u64) {
         if r.status() == 200 {
             let body: Value = r.json().await.unwrap();
             assert_ne!(body["clientAccessToken"], first["clientAccessToken"]);
-            assert!(h.emulator_accepts(body["clientAccessToken"].as_str().unwrap()).await);
+            assert!(
+                h.emulator_accepts(body["clientAccessToken"].as_str().unwrap())
+                    .await
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no recovery after IMS returned");
@@ -183,7 +219,14 @@ async fn outage(fault: Fault, max_requests_during_outage: u64) {
 
 #[tokio::test]
 async fn outage_of_500s() {
-    outage(Fault::status(500, r#"{"error":"internal_error","error_description":"Please try again later"}"#), 8).await;
+    outage(
+        Fault::status(
+            500,
+            r#"{"error":"internal_error","error_description":"Please try again later"}"#,
+        ),
+        8,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -145,7 +145,9 @@ impl RunningEmulator {
 
     /// Signs raw JSON segments as given, for malformed-token tests (duplicate keys and the like).
     pub fn sign_segments(&self, header_json: &str, claims_json: &str) -> String {
-        self.state.signing_key().sign_segments(header_json, claims_json)
+        self.state
+            .signing_key()
+            .sign_segments(header_json, claims_json)
     }
 
     /// The `kid` of the current signing key.

@@ -156,7 +156,10 @@ impl Harness {
             emulator,
             broker,
             url,
-            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
             dir,
             server,
         }
@@ -174,7 +177,12 @@ impl Harness {
     /// Waits until the broker reports ready (its first token is cached).
     pub async fn wait_ready(&self) {
         for _ in 0..200 {
-            let r = self.http.get(format!("{}/readyz", self.url)).send().await.unwrap();
+            let r = self
+                .http
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .await
+                .unwrap();
             if r.status() == 200 {
                 return;
             }
@@ -187,8 +195,15 @@ impl Harness {
     pub async fn emulator_accepts(&self, token: &str) -> bool {
         let r: Value = self
             .http
-            .post(format!("{}/ims/validate_token/v1", self.emulator.base_url()))
-            .form(&[("type", "access_token"), ("client_id", CLIENT_ID), ("token", token)])
+            .post(format!(
+                "{}/ims/validate_token/v1",
+                self.emulator.base_url()
+            ))
+            .form(&[
+                ("type", "access_token"),
+                ("client_id", CLIENT_ID),
+                ("token", token),
+            ])
             .send()
             .await
             .unwrap()

@@ -1,0 +1,266 @@
+//! The `imsgate` binary as a user runs it: the demo, `token`, and clear one-line errors.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use imsgate_emulator::{Emulator, EmulatorClient, EmulatorConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imsgate");
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn demo_prints_a_working_curl_line() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Killed(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    let curl = loop {
+        let line = rx
+            .recv_timeout(deadline - Instant::now())
+            .expect("demo printed a curl line");
+        lines.push(line.clone());
+        if line
+            .trim_start()
+            .starts_with("curl -H 'Authorization: Bearer ")
+        {
+            break line;
+        }
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("IMS emulator:  http://127.0.0.1:")),
+        "{lines:?}"
+    );
+    // curl -H 'Authorization: Bearer TOKEN' URL
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let url = curl.rsplit(' ').next().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/api/client-token"));
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["clientAccessToken"].as_str().unwrap().len() > 100);
+    assert_eq!(body["tokenId"].as_str().unwrap().len(), 36);
+}
+
+fn write_private(path: &std::path::Path, content: &str, mode: u32) {
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn config(emulator: &str) -> String {
+    format!(
+        r#"
+[ims]
+base_url = "{emulator}"
+
+[credentials.s2s]
+type = "oauth_server_to_server"
+client_id = "cli-client"
+client_secret = "file:s2s.secret"
+scopes = "openid,AdobeID,firefly_api"
+"#
+    )
+}
+
+#[tokio::test]
+async fn token_prints_an_access_token_ims_accepts() {
+    let emulator = Emulator::new(EmulatorConfig {
+        issuer: None,
+        clients: vec![EmulatorClient::new(
+            "cli-client",
+            "cli-secret-value",
+            &["openid", "AdobeID", "firefly_api"],
+            3600,
+        )],
+    })
+    .start("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("s2s.secret"), "cli-secret-value\n", 0o600);
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(&cfg, config(emulator.base_url())).unwrap();
+
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "token",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--credential",
+            "s2s",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let token = token.trim();
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/ims/validate_token/v1", emulator.base_url()))
+        .form(&[
+            ("type", "access_token"),
+            ("client_id", "cli-client"),
+            ("token", token),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("cli-secret-value"));
+
+    // Unknown credential: one clear line.
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--credential",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no credential named \"nope\""), "{err}");
+}
+
+#[test]
+fn config_problems_are_all_reported_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[server]
+listn = "127.0.0.1:1"
+
+[credentials.s2s]
+type = "oauth_server_to_server"
+client_id = "x"
+client_secret = "file:s.secret"
+scope = "openid"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("unknown key `server.listn`")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("unknown key `credentials.s2s.scope`")),
+        "{err}"
+    );
+    // The typo also leaves the credential without scopes, and that is reported in the same run.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("credentials.s2s: scopes must list at least one scope")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("imsgate: ") && l.contains("imsgate.toml")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_group_readable_secret_names_the_chmod_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s2s.secret");
+    write_private(&secret, "value", 0o644);
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(&cfg, config("http://127.0.0.1:9")).unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", secret.display())),
+        "{err}"
+    );
+    assert!(!err.contains("value\n"));
+
+    write_private(&secret, "value", 0o600);
+    let out = Command::new(BIN)
+        .args(["doctor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_config_file_says_how_to_fix_it() {
+    let out = Command::new(BIN)
+        .args(["serve", "--config", "/nonexistent/imsgate.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--config"), "{err}");
+}
