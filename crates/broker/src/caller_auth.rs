@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::clock::SharedClock;
 use crate::config::{CallerAlgorithm, CallerAuthConfig, CallerKeyConfig};
 use crate::jwks::JwksCache;
+use crate::verified::{Verified, VerifiedCache};
 
 /// Caller tokens larger than this are refused before any parsing.
 pub const MAX_CALLER_TOKEN_BYTES: usize = 4096;
@@ -54,7 +55,7 @@ impl AuthFailure {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub sub: String,
+    pub sub: Arc<str>,
 }
 
 enum Keys {
@@ -71,6 +72,7 @@ pub struct CallerVerifier {
     leeway: Duration,
     max_lifetime: Duration,
     clock: SharedClock,
+    verified: VerifiedCache,
 }
 
 impl std::fmt::Debug for CallerVerifier {
@@ -139,6 +141,7 @@ impl CallerVerifier {
             leeway: config.leeway,
             max_lifetime: config.max_lifetime,
             clock,
+            verified: VerifiedCache::default(),
         })
     }
 
@@ -158,6 +161,11 @@ impl CallerVerifier {
         if token.len() > MAX_CALLER_TOKEN_BYTES {
             return Err(AuthFailure::TooLarge);
         }
+        let now = crate::clock::unix_ms(self.clock.now()) / 1000;
+        let leeway = self.leeway.as_secs();
+        if let Some(hit) = self.verified.get(token, now, leeway) {
+            return Ok(Caller { sub: hit.sub });
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Malformed)?;
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(AuthFailure::Algorithm);
@@ -175,8 +183,6 @@ impl CallerVerifier {
             }
         };
         let claims = data.map_err(classify)?.claims;
-        let now = crate::clock::unix_ms(self.clock.now()) / 1000;
-        let leeway = self.leeway.as_secs();
         if claims.exp.saturating_add(leeway) <= now {
             return Err(AuthFailure::Expired);
         }
@@ -193,7 +199,16 @@ impl CallerVerifier {
         if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
             return Err(AuthFailure::Claims);
         }
-        Ok(Caller { sub: claims.sub })
+        let sub: Arc<str> = claims.sub.into();
+        self.verified.insert(
+            token,
+            Verified {
+                sub: sub.clone(),
+                exp: claims.exp,
+            },
+            now,
+        );
+        Ok(Caller { sub })
     }
 }
 

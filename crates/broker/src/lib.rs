@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod secrets;
 pub mod service;
+pub mod verified;
 
 pub use service::Broker;

@@ -26,6 +26,8 @@ pub struct ClientTokenState {
     pub token: TokenHandle,
     pub metrics: Arc<Metrics>,
     pub allowed_origins: Vec<String>,
+    /// The response prefix for the current token (see `http::client_token`).
+    pub rendered: arc_swap::ArcSwapOption<crate::http::client_token::RenderedPrefix>,
 }
 
 /// State shared by all handlers.
@@ -93,6 +95,7 @@ impl Broker {
                     token: cache.pinned(key),
                     metrics: metrics.clone(),
                     allowed_origins: ct.allowed_origins.clone(),
+                    rendered: arc_swap::ArcSwapOption::empty(),
                 }))
             }
             _ => None,

@@ -86,6 +86,8 @@ struct Shared {
     fetcher: Arc<dyn Fetcher>,
     tuning: RefreshConfig,
     metrics: Arc<Metrics>,
+    /// The hit counter, resolved once: hits are the hot path.
+    hits: prometheus_client::metrics::counter::Counter,
     epoch: Instant,
 }
 
@@ -144,11 +146,16 @@ impl TokenCache {
         tuning: RefreshConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let hits = metrics
+            .cache
+            .get_or_create(&crate::metrics::EventLabels { event: "hit" })
+            .clone();
         Self {
             shared: Arc::new(Shared {
                 clock,
                 fetcher,
                 tuning,
+                hits,
                 metrics,
                 epoch: Instant::now(),
             }),
@@ -204,12 +211,16 @@ impl TokenCache {
     }
 
     fn servable(&self, entry: &Entry) -> Option<Arc<CachedToken>> {
-        let current = entry.current.load_full()?;
-        (Instant::now() < current.serve_until).then_some(current)
+        self.servable_at(entry, Instant::now())
     }
 
-    fn touch(&self, entry: &Entry) {
-        let now = self.shared.epoch.elapsed().as_millis() as u64;
+    fn servable_at(&self, entry: &Entry, now: Instant) -> Option<Arc<CachedToken>> {
+        let current = entry.current.load_full()?;
+        (now < current.serve_until).then_some(current)
+    }
+
+    fn touch(&self, entry: &Entry, now: Instant) {
+        let now = now.duration_since(self.shared.epoch).as_millis() as u64;
         // Only write when the value moves by a second, so hot keys do not bounce a cache line.
         if now.saturating_sub(entry.last_used_ms.load(Ordering::Relaxed)) >= 1000 {
             entry.last_used_ms.store(now, Ordering::Relaxed);
@@ -219,9 +230,10 @@ impl TokenCache {
     }
 
     async fn get_entry(&self, entry: &Arc<Entry>) -> Result<Arc<CachedToken>, Unavailable> {
-        self.touch(entry);
-        if let Some(t) = self.servable(entry) {
-            self.shared.metrics.cache_event("hit");
+        let now = Instant::now();
+        self.touch(entry, now);
+        if let Some(t) = self.servable_at(entry, now) {
+            self.shared.hits.inc();
             return Ok(t);
         }
         self.shared.metrics.cache_event("miss");

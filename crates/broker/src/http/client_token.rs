@@ -11,14 +11,33 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::cache::CachedToken;
 use crate::service::ClientTokenState;
 
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Body<'a> {
-    client_access_token: &'a str,
-    token_expiry_timestamp_ms: u64,
-    token_id: uuid::fmt::Hyphenated,
+/// The response body up to the `tokenId` value, rendered once per IMS token rather than once per
+/// request: the token is large and identical for every caller until it is refreshed.
+#[derive(Debug)]
+pub struct RenderedPrefix {
+    token: Arc<CachedToken>,
+    prefix: Vec<u8>,
+}
+
+fn render_prefix(token: Arc<CachedToken>) -> Arc<RenderedPrefix> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head<'a> {
+        client_access_token: &'a str,
+        token_expiry_timestamp_ms: u64,
+    }
+    let mut prefix = serde_json::to_vec(&Head {
+        client_access_token: token.token.secret.expose(),
+        token_expiry_timestamp_ms: token.token.expires_at_unix_ms(),
+    })
+    .unwrap_or_default();
+    // Replace the closing brace with the start of the last member.
+    prefix.pop();
+    prefix.extend_from_slice(br#","tokenId":""#);
+    Arc::new(RenderedPrefix { token, prefix })
 }
 
 /// `tokenId`: a UUIDv5 of the caller's `sub` under the deployment's private namespace, stable per
@@ -49,12 +68,22 @@ pub async fn client_token(
         .get()
         .await
         .map_err(|e| ApiError::unavailable(e.retry_after))?;
-    let body = serde_json::to_vec(&Body {
-        client_access_token: cached.token.secret.expose(),
-        token_expiry_timestamp_ms: cached.token.expires_at_unix_ms(),
-        token_id: id.hyphenated(),
-    })
-    .map_err(|_| ApiError::unavailable(std::time::Duration::from_secs(1)))?;
+    let rendered = match st.rendered.load_full() {
+        Some(r) if Arc::ptr_eq(&r.token, &cached) => r,
+        _ => {
+            let r = render_prefix(cached);
+            st.rendered.store(Some(r.clone()));
+            r
+        }
+    };
+    let mut body = Vec::with_capacity(rendered.prefix.len() + 38);
+    body.extend_from_slice(&rendered.prefix);
+    body.extend_from_slice(
+        id.hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    body.extend_from_slice(b"\"}");
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(

@@ -1,0 +1,104 @@
+//! A bounded cache of caller tokens that already passed verification, so a browser polling with
+//! the same caller token costs a hash lookup instead of a signature check and two JSON parses.
+//!
+//! Only successes are cached, expiry is re-checked on every hit, and the size is capped, so the
+//! cache can neither extend a token's life nor be grown without bound by an attacker (who cannot
+//! produce tokens that verify).
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+/// Most entries kept. Past this, expired entries are swept; if still full, new ones are not cached.
+const MAX_ENTRIES: usize = 50_000;
+
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub sub: Arc<str>,
+    /// `exp` in seconds since the epoch.
+    pub exp: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct VerifiedCache {
+    map: DashMap<Box<str>, Verified>,
+}
+
+impl VerifiedCache {
+    /// The cached result for `token` if it is still within `exp` (plus `leeway`) at `now`.
+    pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Verified> {
+        let hit = self.map.get(token)?;
+        if hit.exp.saturating_add(leeway) > now {
+            return Some(hit.clone());
+        }
+        drop(hit);
+        self.map.remove(token);
+        None
+    }
+
+    pub fn insert(&self, token: &str, verified: Verified, now: u64) {
+        if self.map.len() >= MAX_ENTRIES {
+            self.map.retain(|_, v| v.exp > now);
+            if self.map.len() >= MAX_ENTRIES {
+                return;
+            }
+        }
+        self.map.insert(token.into(), verified);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_only_until_expiry() {
+        let c = VerifiedCache::default();
+        c.insert(
+            "t",
+            Verified {
+                sub: "u".into(),
+                exp: 100,
+            },
+            50,
+        );
+        assert_eq!(c.get("t", 99, 0).unwrap().sub.as_ref(), "u");
+        assert!(c.get("t", 100, 0).is_none());
+        assert!(c.is_empty(), "expired entries are dropped on lookup");
+        assert!(c.get("other", 0, 0).is_none());
+    }
+
+    #[test]
+    fn stays_bounded() {
+        let c = VerifiedCache::default();
+        for i in 0..MAX_ENTRIES + 10 {
+            c.insert(
+                &format!("t{i}"),
+                Verified {
+                    sub: "u".into(),
+                    exp: 1000,
+                },
+                0,
+            );
+        }
+        assert_eq!(c.len(), MAX_ENTRIES);
+        // Once the old ones expire, a sweep makes room.
+        c.insert(
+            "fresh",
+            Verified {
+                sub: "u".into(),
+                exp: 5000,
+            },
+            2000,
+        );
+        assert_eq!(c.len(), 1);
+    }
+}
