@@ -1,6 +1,7 @@
 //! Benchmark baseline: a bare axum server answering `GET /api/client-token` with a static JSON body
 //! of a given size, so `scripts/bench` can compare imsgate's cached path against the floor.
 #![forbid(unsafe_code)]
+#![allow(clippy::print_stdout)]
 
 use axum::Router;
 use axum::http::header;
