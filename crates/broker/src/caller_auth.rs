@@ -56,6 +56,10 @@ impl AuthFailure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub sub: Arc<str>,
+    /// `tokenId`: a UUIDv5 of `sub` under the deployment's private namespace, stable per user,
+    /// lowercase and hyphenated when rendered; the partner's user id cannot be read back from it.
+    /// Computed once per caller token, not per request.
+    pub token_id: uuid::Uuid,
 }
 
 enum Keys {
@@ -73,6 +77,7 @@ pub struct CallerVerifier {
     max_lifetime: Duration,
     clock: SharedClock,
     verified: VerifiedCache,
+    token_id_namespace: uuid::Uuid,
 }
 
 impl std::fmt::Debug for CallerVerifier {
@@ -93,6 +98,7 @@ impl CallerVerifier {
     /// Builds the verifier, loading the shared secret if one is configured.
     pub fn new(
         config: &CallerAuthConfig,
+        token_id_namespace: uuid::Uuid,
         clock: SharedClock,
         http_timeout: Duration,
     ) -> Result<Self, String> {
@@ -142,6 +148,7 @@ impl CallerVerifier {
             max_lifetime: config.max_lifetime,
             clock,
             verified: VerifiedCache::default(),
+            token_id_namespace,
         })
     }
 
@@ -164,7 +171,7 @@ impl CallerVerifier {
         let now = crate::clock::unix_ms(self.clock.now()) / 1000;
         let leeway = self.leeway.as_secs();
         if let Some(hit) = self.verified.get(token, now, leeway) {
-            return Ok(Caller { sub: hit.sub });
+            return Ok(hit.caller);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Malformed)?;
         if !self.validation.algorithms.contains(&header.alg) {
@@ -199,16 +206,19 @@ impl CallerVerifier {
         if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
             return Err(AuthFailure::Claims);
         }
-        let sub: Arc<str> = claims.sub.into();
+        let caller = Caller {
+            token_id: uuid::Uuid::new_v5(&self.token_id_namespace, claims.sub.as_bytes()),
+            sub: claims.sub.into(),
+        };
         self.verified.insert(
             token,
             Verified {
-                sub: sub.clone(),
+                caller: caller.clone(),
                 exp: claims.exp,
             },
             now,
         );
-        Ok(Caller { sub })
+        Ok(caller)
     }
 }
 

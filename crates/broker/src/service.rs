@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use uuid::Uuid;
 
 use crate::cache::{TokenCache, TokenHandle, TokenKey, Unavailable};
 use crate::caller_auth::CallerVerifier;
@@ -22,7 +21,6 @@ use crate::ratelimit::RateLimits;
 pub struct ClientTokenState {
     pub verifier: CallerVerifier,
     pub limits: RateLimits,
-    pub namespace: Uuid,
     pub token: TokenHandle,
     pub metrics: Arc<Metrics>,
     pub allowed_origins: Vec<String>,
@@ -59,7 +57,12 @@ impl Broker {
         });
         let client = ImsClient::new(&config.ims, metrics.clone()).map_err(|e| vec![e])?;
         let verifier = config.client_token.as_ref().map(|ct| {
-            CallerVerifier::new(&ct.caller_auth, clock.clone(), config.ims.request_timeout)
+            CallerVerifier::new(
+                &ct.caller_auth,
+                ct.token_id_namespace,
+                clock.clone(),
+                config.ims.request_timeout,
+            )
         });
         let verifier = match verifier {
             Some(Ok(v)) => Some(v),
@@ -91,7 +94,6 @@ impl Broker {
                 Some(Arc::new(ClientTokenState {
                     verifier,
                     limits,
-                    namespace: ct.token_id_namespace,
                     token: cache.pinned(key),
                     metrics: metrics.clone(),
                     allowed_origins: ct.allowed_origins.clone(),

@@ -5,16 +5,16 @@
 //! cache can neither extend a token's life nor be grown without bound by an attacker (who cannot
 //! produce tokens that verify).
 
-use std::sync::Arc;
-
 use dashmap::DashMap;
+
+use crate::caller_auth::Caller;
 
 /// Most entries kept. Past this, expired entries are swept; if still full, new ones are not cached.
 const MAX_ENTRIES: usize = 50_000;
 
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub sub: Arc<str>,
+    pub caller: Caller,
     /// `exp` in seconds since the epoch.
     pub exp: u64,
 }
@@ -59,18 +59,25 @@ impl VerifiedCache {
 mod tests {
     use super::*;
 
+    fn caller() -> Caller {
+        Caller {
+            sub: "u".into(),
+            token_id: uuid::Uuid::nil(),
+        }
+    }
+
     #[test]
     fn hits_only_until_expiry() {
         let c = VerifiedCache::default();
         c.insert(
             "t",
             Verified {
-                sub: "u".into(),
+                caller: caller(),
                 exp: 100,
             },
             50,
         );
-        assert_eq!(c.get("t", 99, 0).unwrap().sub.as_ref(), "u");
+        assert_eq!(c.get("t", 99, 0).unwrap().caller.sub.as_ref(), "u");
         assert!(c.get("t", 100, 0).is_none());
         assert!(c.is_empty(), "expired entries are dropped on lookup");
         assert!(c.get("other", 0, 0).is_none());
@@ -83,7 +90,7 @@ mod tests {
             c.insert(
                 &format!("t{i}"),
                 Verified {
-                    sub: "u".into(),
+                    caller: caller(),
                     exp: 1000,
                 },
                 0,
@@ -94,7 +101,7 @@ mod tests {
         c.insert(
             "fresh",
             Verified {
-                sub: "u".into(),
+                caller: caller(),
                 exp: 5000,
             },
             2000,

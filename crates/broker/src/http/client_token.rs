@@ -40,12 +40,6 @@ fn render_prefix(token: Arc<CachedToken>) -> Arc<RenderedPrefix> {
     Arc::new(RenderedPrefix { token, prefix })
 }
 
-/// `tokenId`: a UUIDv5 of the caller's `sub` under the deployment's private namespace, stable per
-/// user, lowercase and hyphenated; the partner's internal user id cannot be read back from it.
-pub fn token_id(namespace: &Uuid, sub: &str) -> Uuid {
-    Uuid::new_v5(namespace, sub.as_bytes())
-}
-
 pub async fn client_token(
     State(st): State<Arc<ClientTokenState>>,
     headers: HeaderMap,
@@ -58,7 +52,7 @@ pub async fn client_token(
             return Err(ApiError::invalid_token());
         }
     };
-    let id = token_id(&st.namespace, &caller.sub);
+    let id = caller.token_id;
     if let Err(limited) = st.limits.check(&id) {
         st.metrics.rate_limited(limited.limit.as_str());
         return Err(ApiError::rate_limited(limited.retry_after));

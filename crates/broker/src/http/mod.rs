@@ -3,20 +3,18 @@
 
 pub mod client_token;
 pub mod error;
+pub mod metrics_layer;
 pub mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::metrics::{Metrics, RouteLabels};
 use crate::service::AppState;
 use error::ApiError;
 
@@ -28,17 +26,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
     if let Some(ct) = &state.client_token {
-        let origins: Vec<HeaderValue> = ct
+        let origins: Arc<[HeaderValue]> = ct
             .allowed_origins
             .iter()
             .filter_map(|o| HeaderValue::from_str(o).ok())
             .collect();
         // CORS only for configured origins; others get no CORS headers and the browser blocks them.
+        // A predicate over a shared list rather than `AllowOrigin::list`: axum clones the layer's
+        // service per request, and cloning a shared list is a reference-count bump.
         let cors = CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
+            .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                origins.iter().any(|o| o == origin)
+            }))
             .allow_methods([Method::GET])
             .allow_headers([header::AUTHORIZATION])
-            .max_age(Duration::from_secs(600));
+            .max_age(Duration::from_secs(600))
+            // No `Vary`: the token response is `no-store` and preflights are not stored by shared
+            // caches, so it protects nothing, and its list would be cloned on every request.
+            .vary([]);
         router = router.merge(
             Router::new()
                 // The fallback is set on the route itself, inside the CORS layer, so preflight
@@ -53,7 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     router
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), track))
+        .layer(metrics_layer::MetricsLayer(state.metrics.clone()))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
 }
 
@@ -67,34 +72,4 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this method is not allowed on this endpoint",
     )
-}
-
-/// Route templates as static labels, so recording a metric allocates nothing.
-fn static_route(path: &str) -> &'static str {
-    match path {
-        "/api/client-token" => "/api/client-token",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/metrics" => "/metrics",
-        _ => "other",
-    }
-}
-
-/// Records latency by route template (never the raw path, which could be unbounded) and status.
-async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let started = tokio::time::Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| static_route(p.as_str()))
-        .unwrap_or("unmatched");
-    let resp = next.run(req).await;
-    metrics
-        .http
-        .get_or_create(&RouteLabels {
-            route,
-            status: resp.status().as_u16(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    resp
 }
