@@ -44,7 +44,8 @@ async fn token_endpoint_table() {
         ("client_secret", "new-secret"),
         ("scope", "openid,firefly_api"),
     ];
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("valid, second secret", ok.to_vec(), 200, None),
         (
             "valid, first secret",
