@@ -2,7 +2,6 @@
 //! secret, or RS256/ES256 through a JWKS URL; exact algorithm allow-list, issuer and audience
 //! checked, `sub` and `exp` required, read only from the `Authorization` header.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -52,10 +51,10 @@ impl AuthFailure {
     }
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated caller. The `sub` itself is not kept: nothing downstream needs the partner's
+/// user id, so nothing can leak it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
-    pub sub: Arc<str>,
     /// `tokenId`: a UUIDv5 of `sub` under the deployment's private namespace, stable per user,
     /// lowercase and hyphenated when rendered; the partner's user id cannot be read back from it.
     /// Computed once per caller token, not per request.
@@ -208,12 +207,11 @@ impl CallerVerifier {
         }
         let caller = Caller {
             token_id: uuid::Uuid::new_v5(&self.token_id_namespace, claims.sub.as_bytes()),
-            sub: claims.sub.into(),
         };
         self.verified.insert(
             token,
             Verified {
-                caller: caller.clone(),
+                caller,
                 exp: claims.exp,
             },
             now,
@@ -247,8 +245,6 @@ pub fn bearer(value: &str) -> Option<&str> {
     let token = rest.trim_start_matches(' ');
     (!token.is_empty() && !token.contains(' ')).then_some(token)
 }
-
-pub type SharedVerifier = Arc<CallerVerifier>;
 
 #[cfg(test)]
 mod tests {

@@ -57,21 +57,32 @@ pub async fn client_token(
         st.metrics.rate_limited(limited.limit.as_str());
         return Err(ApiError::rate_limited(limited.retry_after));
     }
+    if let Some(guard) = st.token.cached()
+        && let Some(cached) = guard.as_ref()
+    {
+        return Ok(respond(&st, cached, id));
+    }
     let cached = st
         .token
         .get()
         .await
         .map_err(|e| ApiError::unavailable(e.retry_after))?;
-    let rendered = match st.rendered.load_full() {
-        Some(r) if Arc::ptr_eq(&r.token, &cached) => r,
+    Ok(respond(&st, &cached, id))
+}
+
+fn respond(st: &ClientTokenState, cached: &Arc<CachedToken>, id: Uuid) -> Response {
+    let rendered = st.rendered.load();
+    let fresh;
+    let prefix = match rendered.as_ref() {
+        Some(r) if Arc::ptr_eq(&r.token, cached) => &r.prefix,
         _ => {
-            let r = render_prefix(cached);
-            st.rendered.store(Some(r.clone()));
-            r
+            fresh = render_prefix(cached.clone());
+            st.rendered.store(Some(fresh.clone()));
+            &fresh.prefix
         }
     };
-    let mut body = Vec::with_capacity(rendered.prefix.len() + 38);
-    body.extend_from_slice(&rendered.prefix);
+    let mut body = Vec::with_capacity(prefix.len() + 38);
+    body.extend_from_slice(prefix);
     body.extend_from_slice(
         id.hyphenated()
             .encode_lower(&mut Uuid::encode_buffer())
@@ -86,5 +97,5 @@ pub async fn client_token(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    resp
 }
