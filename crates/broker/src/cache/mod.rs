@@ -4,6 +4,8 @@
 //! Callers on a warm key read an `ArcSwap` and never wait on a lock or on IMS.
 
 pub mod schedule;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
