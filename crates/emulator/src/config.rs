@@ -29,6 +29,9 @@ pub struct EmulatorClient {
     /// The client's own org.
     #[serde(default = "default_org")]
     pub org_id: String,
+    /// Customer orgs this client may request org-scoped tokens for (`org_id` in the token request).
+    #[serde(default)]
+    pub allowed_org_ids: Vec<String>,
 }
 
 impl std::fmt::Debug for EmulatorClient {
@@ -41,6 +44,7 @@ impl std::fmt::Debug for EmulatorClient {
             )
             .field("scopes", &self.scopes)
             .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .field("allowed_org_ids", &self.allowed_org_ids)
             .finish()
     }
 }
@@ -66,6 +70,7 @@ impl EmulatorClient {
             token_lifetime_secs: lifetime_secs,
             technical_account: default_technical_account(),
             org_id: default_org(),
+            allowed_org_ids: Vec::new(),
         }
     }
 }

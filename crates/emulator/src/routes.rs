@@ -194,13 +194,25 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
             &format!("invalid scope ({bad})"),
         );
     }
+    // An org-scoped request (Enterprise Web App) is granted only for orgs the client may act for.
+    let org_id = match form.get("org_id").map(String::as_str) {
+        None => client.org_id.as_str(),
+        Some(org) if client.allowed_org_ids.iter().any(|o| o == org) => org,
+        Some(_) => {
+            return ims_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_org",
+                "the organization has not granted access to this client",
+            );
+        }
+    };
     let lifetime_ms = client.token_lifetime_secs * 1000;
     let claims = json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "type": "access_token",
         "client_id": client.client_id,
         "user_id": client.technical_account,
-        "org_id": client.org_id,
+        "org_id": org_id,
         "as": "ims-na1",
         "created_at": now_ms().to_string(),
         "expires_in": lifetime_ms.to_string(),

@@ -12,6 +12,7 @@ async fn start() -> RunningEmulator {
         issuer: None,
         clients: vec![EmulatorClient {
             client_secrets: vec!["old-secret".into(), "new-secret".into()],
+            allowed_org_ids: vec!["CUSTOMER1@AdobeOrg".into()],
             ..EmulatorClient::new("c1", "unused", &["openid", "AdobeID", "firefly_api"], 300)
         }],
     })
@@ -89,6 +90,18 @@ async fn token_endpoint_table() {
             400,
             Some("unsupported_grant_type"),
         ),
+        (
+            "allowed org",
+            vec![ok[0], ok[1], ok[2], ok[3], ("org_id", "CUSTOMER1@AdobeOrg")],
+            200,
+            None,
+        ),
+        (
+            "org not allowed",
+            vec![ok[0], ok[1], ok[2], ok[3], ("org_id", "OTHER@AdobeOrg")],
+            400,
+            Some("invalid_org"),
+        ),
     ];
     for (name, form, status, error) in cases {
         let (got, body, headers) = token(&e, &form).await;
@@ -115,6 +128,12 @@ async fn token_endpoint_table() {
                     "IMS puts milliseconds in the token"
                 );
                 assert_eq!(claims["scope"], "openid,firefly_api");
+                let org = form
+                    .iter()
+                    .find(|(k, _)| *k == "org_id")
+                    .map(|(_, v)| *v)
+                    .unwrap_or("EMULATEDORG000000000000@AdobeOrg");
+                assert_eq!(claims["org_id"], org, "{name}");
             }
         }
     }
@@ -127,7 +146,7 @@ async fn token_endpoint_table() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(e.count(imsgate_emulator::Endpoint::Token), 9);
+    assert_eq!(e.count(imsgate_emulator::Endpoint::Token), 11);
 }
 
 #[tokio::test]
