@@ -264,3 +264,47 @@ fn missing_config_file_says_how_to_fix_it() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--config"), "{err}");
 }
+
+#[test]
+fn logs_are_json_lines_with_the_flag_and_text_without() {
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("s2s.secret"), "value", 0o600);
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+            config("http://127.0.0.1:9")
+        ),
+    )
+    .unwrap();
+    let first_line = |extra: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let _guard = Killed(child);
+        let mut line = String::new();
+        BufReader::new(stderr).read_line(&mut line).unwrap();
+        line
+    };
+    let json_line = first_line(&["--log-format", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&json_line).unwrap_or_else(|e| panic!("{e}: {json_line}"));
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["message"], "imsgate broker listening");
+    assert!(v["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let text_line = first_line(&[]);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text_line).is_err(),
+        "{text_line}"
+    );
+    assert!(
+        text_line.contains("INFO") && text_line.contains("imsgate broker listening"),
+        "{text_line}"
+    );
+}
