@@ -263,3 +263,77 @@ async fn jwks_mode_accepts_rs256_and_follows_key_rotation() {
         401
     );
 }
+
+#[tokio::test]
+async fn jwks_mode_with_es256() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    // Uncompressed point: 0x04 || x || y.
+    let point = key.public_key().as_ref().to_vec();
+    let jwks = json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "ec-1", "alg": "ES256", "use": "sig",
+        "x": b64_bytes(&point[1..33]), "y": b64_bytes(&point[33..65]),
+    }]});
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || async move { axum::Json(jwks) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let h = Harness::start(Options {
+        caller_jwks_url: Some((jwks_url, r#"["ES256"]"#)),
+        ..Options::default()
+    })
+    .await;
+    let es256 = |header: &str, claims: &Value| {
+        let input = format!("{}.{}", b64(header), b64(&claims.to_string()));
+        let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", b64_bytes(sig.as_ref()))
+    };
+    let url = format!("{}/api/client-token", h.url);
+    let send = |t: String| {
+        h.http
+            .get(&url)
+            .header("Authorization", format!("Bearer {t}"))
+            .send()
+    };
+    let c = claims("ec-user");
+    assert_eq!(
+        send(es256(r#"{"alg":"ES256","kid":"ec-1"}"#, &c))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // RS256 is not in this deployment's allow-list, even from a real key.
+    assert_eq!(
+        send(h.emulator.sign(json!({}), &c)).await.unwrap().status(),
+        401
+    );
+    // A valid ES256 signature over claims for another audience is still refused.
+    let wrong_aud = with(c.clone(), "aud", json!("other"));
+    assert_eq!(
+        send(es256(r#"{"alg":"ES256","kid":"ec-1"}"#, &wrong_aud))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The header claims ES256 but names no key.
+    assert_eq!(
+        send(es256(r#"{"alg":"ES256"}"#, &c))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+fn b64_bytes(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}

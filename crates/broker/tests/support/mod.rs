@@ -28,6 +28,8 @@ pub struct Options {
     pub request_timeout_ms: u64,
     /// Use the emulator's JWKS for caller tokens (RS256) instead of the HS256 shared key.
     pub caller_jwks: bool,
+    /// Use this JWKS URL and algorithm list for caller tokens instead.
+    pub caller_jwks_url: Option<(String, &'static str)>,
     /// Secret the broker is configured with (may differ from the emulator's to provoke errors).
     pub broker_secret: String,
 }
@@ -42,6 +44,7 @@ impl Default for Options {
             backoff_max_ms: 1000,
             request_timeout_ms: 2000,
             caller_jwks: false,
+            caller_jwks_url: None,
             broker_secret: CLIENT_SECRET.to_owned(),
         }
     }
@@ -84,7 +87,9 @@ pub async fn start_emulator(lifetime_secs: u64) -> RunningEmulator {
 }
 
 pub fn config_text(emulator_url: &str, o: &Options) -> String {
-    let caller = if o.caller_jwks {
+    let caller = if let Some((url, algs)) = &o.caller_jwks_url {
+        format!("jwks_url = \"{url}\"\nalgorithms = {algs}")
+    } else if o.caller_jwks {
         format!("jwks_url = \"{emulator_url}/ims/keys\"\nalgorithms = [\"RS256\"]")
     } else {
         "hs256_secret = \"file:caller.key\"".to_owned()
