@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use crate::config::RateLimitConfig;
 
-type Keyed = RateLimiter<Uuid, DefaultKeyedStateStore<Uuid>, DefaultClock, NoOpMiddleware>;
-type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>;
+type Keyed<C> =
+    RateLimiter<Uuid, DefaultKeyedStateStore<Uuid>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Which budget ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +44,14 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+/// The limits. Generic over the clock so tests can drive time; production uses governor's default.
 #[derive(Debug)]
-pub struct RateLimits {
-    user_minute: Keyed,
-    user_day: Keyed,
-    global_minute: Direct,
-    global_day: Direct,
-    clock: DefaultClock,
+pub struct RateLimits<C: Clock = DefaultClock> {
+    user_minute: Keyed<C>,
+    user_day: Keyed<C>,
+    global_minute: Direct<C>,
+    global_day: Direct<C>,
+    clock: C,
 }
 
 /// `n` requests per `period`, allowed in a burst of up to `n`.
@@ -66,7 +68,12 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 impl RateLimits {
     pub fn new(c: &RateLimitConfig) -> Self {
-        let clock = DefaultClock::default();
+        Self::with_clock(c, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    pub fn with_clock(c: &RateLimitConfig, clock: C) -> Self {
         Self {
             user_minute: RateLimiter::dashmap_with_clock(
                 quota(c.per_user_per_minute, MINUTE),
@@ -180,6 +187,38 @@ mod tests {
         let refused = limits.check(&u).unwrap_err();
         assert_eq!(refused.limit, Limit::UserDay);
         assert!(refused.retry_after > Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn eviction_forgets_replenished_users_and_keeps_limited_ones() {
+        use governor::clock::FakeRelativeClock;
+        let clock = FakeRelativeClock::default();
+        let limits = RateLimits::with_clock(
+            &RateLimitConfig {
+                per_user_per_minute: 1,
+                per_user_per_day: 1000,
+                global_per_minute: 1000,
+                global_per_day: 1000,
+            },
+            clock.clone(),
+        );
+        for i in 0..100 {
+            assert!(limits.check(&Uuid::from_u128(i)).is_ok());
+        }
+        // governor forgets a key once its state is indistinguishable from a fresh one: two
+        // emission intervals after its last use.
+        clock.advance(Duration::from_secs(125));
+        // One user comes back and is limited again; the other 99 have fully replenished.
+        assert!(limits.check(&Uuid::from_u128(7)).is_ok());
+        assert!(limits.check(&Uuid::from_u128(7)).is_err());
+        limits.evict_idle();
+        // The day budget (1000/day) replenishes slowly, so only minute state can be forgotten
+        // this soon; its map shrinks to the one user still limited.
+        assert_eq!(limits.tracked_users(), 1);
+        assert!(
+            limits.check(&Uuid::from_u128(7)).is_err(),
+            "a limited user is not forgotten"
+        );
     }
 
     #[test]
