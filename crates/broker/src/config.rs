@@ -250,8 +250,12 @@ impl Config {
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::one(toml_message(&e)))?;
         // serde_ignored sees unknown keys before `deny_unknown_fields` would stop at the first.
         let raw: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
+            let path = path.to_string();
+            let at = line_of(text, &path)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
             unknown.push(format!(
-                "unknown key `{path}`; see docs/configuration.md for the keys"
+                "unknown key `{path}`{at}; see docs/configuration.md for the keys"
             ));
         });
         let raw = raw.map_err(|e| ConfigError::one(toml_message(&e)))?;
@@ -265,6 +269,25 @@ impl Config {
             }
         }
     }
+}
+
+/// The 1-based line where the key at a dotted `path` is written, found by walking a spanned parse
+/// of the document. `None` when the path cannot be followed (for example a key containing a dot).
+fn line_of(text: &str, path: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut segments = path.split('.').peekable();
+    while let Some(seg) = segments.next() {
+        let (key, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == seg)?;
+        if segments.peek().is_none() {
+            return Some(text[..key.span().start].matches('\n').count() + 1);
+        }
+        table = match value.get_ref() {
+            toml::de::DeValue::Table(t) => t,
+            _ => return None,
+        };
+    }
+    None
 }
 
 fn toml_message(e: &toml::de::Error) -> String {
@@ -734,12 +757,12 @@ hs256_secret = "file:/etc/imsgate/caller.key"
             (
                 "client_id = \"cid\"",
                 "client_id = \"cid\"\nclient_secet = \"x\"",
-                &["credentials.firefly.client_secet"],
+                &["credentials.firefly.client_secet` (line 11)"],
             ),
             (
                 "[server]",
                 "[server]\nlisten_addr = 1",
-                &["server.listen_addr"],
+                &["server.listen_addr` (line 3)"],
             ),
             (
                 "client_secret = \"file:secret.txt\"",
