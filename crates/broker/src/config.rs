@@ -472,6 +472,13 @@ fn validate_credential(
     }
     let refs: Vec<String> = match (c.client_secret, c.client_secrets) {
         (Some(one), None) => vec![one],
+        (None, Some(many)) if many.is_empty() => {
+            p.push(
+                &format!("{at}.client_secrets"),
+                "must list one or two secret references",
+            );
+            Vec::new()
+        }
         (None, Some(many)) => many,
         (Some(_), Some(_)) => {
             p.push(at, "set client_secret or client_secrets, not both");
@@ -798,6 +805,11 @@ hs256_secret = "file:/etc/imsgate/caller.key"
                 "hs256_secret = \"file:/etc/imsgate/caller.key\"",
                 "",
                 &["set hs256_secret"],
+            ),
+            (
+                "client_secret = \"file:secret.txt\"",
+                "client_secrets = []",
+                &["credentials.firefly.client_secrets: must list one or two"],
             ),
             (
                 "type = \"oauth_server_to_server\"",
