@@ -70,6 +70,14 @@ struct Flight {
     attempts: u32,
 }
 
+impl Flight {
+    /// The flight in progress, if its task is still alive. A task that died without reporting
+    /// (a panic in a fetcher) must not leave every later caller waiting on it.
+    fn live(&self) -> Option<&watch::Receiver<Option<Outcome>>> {
+        self.inflight.as_ref().filter(|rx| rx.has_changed().is_ok())
+    }
+}
+
 /// One cache entry. Handlers on a fixed key hold this directly and skip the map.
 #[derive(Debug)]
 pub struct Entry {
@@ -260,7 +268,7 @@ impl TokenCache {
             if let Some(t) = self.servable(entry) {
                 return Ok(t);
             }
-            match &flight.inflight {
+            match flight.live() {
                 Some(rx) => rx.clone(),
                 None => {
                     if let Some((cause, retry_at)) = &flight.failure {
@@ -373,7 +381,7 @@ async fn refresher(shared: std::sync::Weak<Shared>, entry: Arc<Entry>) {
         let Some(s) = shared.upgrade() else { return };
         let next = {
             let flight = entry.flight.lock();
-            if flight.inflight.is_some() {
+            if flight.live().is_some() {
                 None
             } else if let Some((_, retry_at)) = flight.failure {
                 in_use(&s, &entry).then_some(retry_at)
@@ -403,7 +411,7 @@ async fn refresher(shared: std::sync::Weak<Shared>, entry: Arc<Entry>) {
         let Some(s) = shared.upgrade() else { return };
         let rx = {
             let mut flight = entry.flight.lock();
-            let due = flight.inflight.is_none()
+            let due = flight.live().is_none()
                 && match flight.failure {
                     Some((_, retry_at)) => Instant::now() >= retry_at,
                     None => entry

@@ -17,6 +17,7 @@ struct Scripted {
     calls: AtomicU32,
     fail: Mutex<VecDeque<ImsError>>,
     fail_forever: Mutex<Option<ImsError>>,
+    panic_next: std::sync::atomic::AtomicBool,
 }
 
 impl Scripted {
@@ -27,6 +28,7 @@ impl Scripted {
             calls: AtomicU32::new(0),
             fail: Mutex::default(),
             fail_forever: Mutex::default(),
+            panic_next: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -44,6 +46,10 @@ impl Fetcher for Scripted {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             // IMS takes a moment, so concurrent callers really overlap with the request.
             tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                !self.panic_next.swap(false, Ordering::SeqCst),
+                "scripted fetcher panic"
+            );
             if let Some(e) = self.fail.lock().pop_front() {
                 return Err(e);
             }
@@ -207,4 +213,20 @@ async fn a_thousand_concurrent_callers_share_one_fetch() {
         assert_eq!(t.await.unwrap().unwrap(), "token-1");
     }
     assert_eq!(f.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_that_dies_does_not_wedge_the_key() {
+    let f = Scripted::new(Duration::from_secs(300));
+    f.panic_next.store(true, Ordering::SeqCst);
+    let c = cache(&f);
+    assert!(
+        c.get(key()).await.is_err(),
+        "the dead flight reports an error"
+    );
+    let t = c
+        .get(key())
+        .await
+        .expect("the next caller starts a new flight");
+    assert_eq!(t.token.secret.expose(), "token-2");
 }
