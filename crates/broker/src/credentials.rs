@@ -82,6 +82,8 @@ pub struct ImsFetcher {
     pub endpoints: ImsEndpoints,
     pub credentials: HashMap<String, Arc<Credential>>,
     pub clock: SharedClock,
+    /// Where secret usage is recorded for `doctor`, when storage is configured.
+    pub store: Option<crate::storage::Store>,
 }
 
 impl ImsFetcher {
@@ -111,13 +113,37 @@ impl ImsFetcher {
                     }
                     cred.active.store(i, Ordering::Relaxed);
                     cred.last_success.lock()[i] = Some(token.issued_at);
+                    self.record(cred, i, true);
                     return Ok(token);
                 }
-                Err(e) if e.kind == ImsErrorKind::InvalidClient => last_err = e,
+                Err(e) if e.kind == ImsErrorKind::InvalidClient => {
+                    self.record(cred, i, false);
+                    last_err = e;
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(last_err)
+    }
+}
+
+impl ImsFetcher {
+    /// Records which secret worked, off the request path: a slow disk must not delay tokens.
+    fn record(&self, cred: &Credential, index: usize, success: bool) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let credential = cred.config.name.clone();
+        let secret_ref = cred.config.client_secrets[index].to_string();
+        let now = crate::clock::unix_ms(self.clock.now());
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .record_secret_result(credential, secret_ref, success, now)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record client secret usage");
+            }
+        });
     }
 }
 

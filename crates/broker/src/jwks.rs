@@ -24,6 +24,8 @@ const MAX_JWKS_BYTES: usize = 64 * 1024;
 pub struct JwksKey {
     pub key: Arc<DecodingKey>,
     pub family: jsonwebtoken::AlgorithmFamily,
+    /// The raw RSA components, for the id_token verifier in `imsgate-ims`.
+    pub rsa: Option<Arc<imsgate_ims::id_token::RsaPublicKey>>,
 }
 
 impl std::fmt::Debug for JwksKey {
@@ -150,12 +152,14 @@ impl JwksCache {
             };
             // Keys we cannot use (other types, encryption keys) are skipped, not fatal.
             if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                let family = match jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => {
-                        jsonwebtoken::AlgorithmFamily::Rsa
-                    }
+                let (family, rsa) = match &jwk.algorithm {
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(p) => (
+                        jsonwebtoken::AlgorithmFamily::Rsa,
+                        imsgate_ims::id_token::RsaPublicKey::from_jwk_components(&p.n, &p.e)
+                            .map(Arc::new),
+                    ),
                     jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => {
-                        jsonwebtoken::AlgorithmFamily::Ec
+                        (jsonwebtoken::AlgorithmFamily::Ec, None)
                     }
                     _ => continue,
                 };
@@ -164,6 +168,7 @@ impl JwksCache {
                     JwksKey {
                         key: Arc::new(key),
                         family,
+                        rsa,
                     },
                 );
             }

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod caller_auth;
 pub mod clock;
 pub mod config;
+pub mod consent;
 pub mod credentials;
 pub mod http;
 pub mod ims_client;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod secrets;
 pub mod service;
+pub mod storage;
 pub mod verified;
 
 pub use service::Broker;

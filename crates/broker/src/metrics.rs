@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +36,17 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsentLabels {
+    pub result: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 26 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
@@ -49,6 +61,9 @@ pub struct Metrics {
     pub cache: Family<EventLabels, Counter>,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub caller_auth_failures: Family<ReasonLabels, Counter>,
+    pub consent_callbacks: Family<ConsentLabels, Counter>,
+    pub revocations: Counter,
+    pub links: Family<StatusLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -94,8 +109,29 @@ impl Metrics {
             "Caller tokens refused, by reason",
             caller_auth_failures.clone(),
         );
+        let consent_callbacks = Family::<ConsentLabels, Counter>::default();
+        let revocations = Counter::default();
+        let links = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "consent_callbacks",
+            "Consent callbacks by result and code",
+            consent_callbacks.clone(),
+        );
+        registry.register(
+            "consent_revocations_detected",
+            "Orgs marked needs_reauthorization after IMS refused their tokens",
+            revocations.clone(),
+        );
+        registry.register(
+            "links",
+            "Account-org links by status (as of the last scrape)",
+            links.clone(),
+        );
         Self {
             registry,
+            consent_callbacks,
+            revocations,
+            links,
             http,
             ims,
             cache,
@@ -117,6 +153,12 @@ impl Metrics {
     pub fn caller_auth_failure(&self, reason: &'static str) {
         self.caller_auth_failures
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn consent_callback(&self, result: &'static str, code: &'static str) {
+        self.consent_callbacks
+            .get_or_create(&ConsentLabels { result, code })
             .inc();
     }
 

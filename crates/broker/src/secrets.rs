@@ -34,6 +34,16 @@ pub enum SecretError {
     KeystoreUnavailable(String),
 }
 
+/// The reference as written (`file:/path`), never the secret itself.
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "file:{}", p.display()),
+            Self::Keystore(name) => write!(f, "keystore:{name}"),
+        }
+    }
+}
+
 impl SecretRef {
     pub fn parse(s: &str) -> Result<Self, SecretError> {
         if let Some(path) = s.strip_prefix("file:") {

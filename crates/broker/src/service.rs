@@ -28,6 +28,17 @@ pub struct ClientTokenState {
     pub rendered: arc_swap::ArcSwapOption<crate::http::client_token::RenderedPrefix>,
 }
 
+/// State behind the consent flow, the connections API and the admin page.
+#[derive(Debug)]
+pub struct ConsentState {
+    pub service: crate::consent::ConsentService,
+    pub internal_key: imsgate_ims::SecretString,
+    pub cache: TokenCache,
+    /// The enterprise_web_app credential's name, the first part of org token keys.
+    pub credential: Arc<str>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// State shared by all handlers.
 #[derive(Debug)]
 pub struct AppState {
@@ -35,6 +46,8 @@ pub struct AppState {
     pub cache: TokenCache,
     pub credentials: HashMap<String, Arc<Credential>>,
     pub client_token: Option<Arc<ClientTokenState>>,
+    pub consent: Option<Arc<ConsentState>>,
+    pub store: Option<crate::storage::Store>,
     pub max_body_bytes: usize,
 }
 
@@ -72,6 +85,30 @@ impl Broker {
             }
             None => None,
         };
+        let store = match &config.storage {
+            Some(s) => match crate::storage::Store::open(&s.sqlite_path) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    problems.push(format!("storage.sqlite_path: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let internal_key = match &config.internal_api {
+            Some(api) => match api.api_key.load() {
+                Ok(k) if k.expose().len() >= 32 => Some(k),
+                Ok(_) => {
+                    problems.push("internal_api.api_key: the key must be at least 32 characters (generate one with `openssl rand -base64 32`)".into());
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!("internal_api.api_key: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -80,8 +117,9 @@ impl Broker {
             endpoints: config.ims.endpoints.clone(),
             credentials: credentials.clone(),
             clock: clock.clone(),
+            store: store.clone(),
         });
-        let cache = TokenCache::new(fetcher, clock, config.refresh, metrics.clone());
+        let cache = TokenCache::new(fetcher, clock.clone(), config.refresh, metrics.clone());
         let client_token = match (&config.client_token, verifier) {
             (Some(ct), Some(verifier)) => {
                 let cred = &config.credentials[&ct.credential];
@@ -105,12 +143,51 @@ impl Broker {
         if let Some(ct) = &client_token {
             spawn_eviction(Arc::downgrade(ct));
         }
+        let consent = match (&config.consent, &store, internal_key) {
+            (Some(cc), Some(store), Some(internal_key)) => {
+                let cred = &config.credentials[&cc.credential];
+                let jwks = crate::jwks::JwksCache::new(
+                    config.ims.endpoints.jwks.clone(),
+                    config.ims.request_timeout,
+                )
+                .map_err(|e| vec![e])?;
+                let default_uri = cred
+                    .web_app
+                    .as_ref()
+                    .map(|w| w.default_redirect_uri.as_str());
+                let redirect_uri = (default_uri != Some(cc.callback_url.as_str()))
+                    .then(|| cc.callback_url.to_string());
+                let service = crate::consent::ConsentService {
+                    redirect_uri,
+                    config: cc.clone(),
+                    client_id: cred.client_id.clone(),
+                    scopes: cred.scopes.clone(),
+                    store: store.clone(),
+                    jwks,
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                };
+                Some(Arc::new(ConsentState {
+                    service,
+                    internal_key,
+                    cache: cache.clone(),
+                    credential: Arc::from(cc.credential.as_str()),
+                    metrics: metrics.clone(),
+                }))
+            }
+            _ => None,
+        };
+        if let Some(store) = &store {
+            spawn_purge(store.clone(), clock.clone());
+        }
         Ok(Self {
             state: Arc::new(AppState {
                 metrics,
                 cache,
                 credentials,
                 client_token,
+                consent,
+                store,
                 max_body_bytes: config.server.max_body_bytes,
             }),
             config: Arc::new(config),
@@ -161,6 +238,20 @@ pub enum TokenError {
     UnknownCredential(String),
     #[error("{}", .0.cause)]
     Unavailable(Unavailable),
+}
+
+/// Deletes consent tickets and sessions a day after they expired, hourly.
+fn spawn_purge(store: crate::storage::Store, clock: SharedClock) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = crate::clock::unix_ms(clock.now()).saturating_sub(86_400_000);
+            if let Err(e) = store.purge_consent_records(cutoff).await {
+                tracing::warn!(error = %e, "could not purge expired consent records");
+            }
+        }
+    });
 }
 
 /// Evicts idle per-user rate-limit state every minute while the endpoint exists.

@@ -1,8 +1,11 @@
-//! Emulator configuration: which clients exist, their secrets, scopes and token lifetimes.
+//! Emulator configuration: which clients exist, their secrets, scopes, token lifetimes, redirect
+//! URIs, and the customer orgs an emulated admin can consent for.
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Default` lets callers write `EmulatorConfig { clients, ..Default::default() }`, which keeps
+/// compiling when fields are added.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmulatorConfig {
     /// The `iss` of tokens and the issuer in discovery. Defaults to the emulator's own base URL.
@@ -10,6 +13,61 @@ pub struct EmulatorConfig {
     pub issuer: Option<String>,
     #[serde(default)]
     pub clients: Vec<EmulatorClient>,
+}
+
+/// A customer org (an Adobe org other than the partner's) offered on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatedOrg {
+    pub org_id: String,
+    pub name: String,
+}
+
+impl EmulatedOrg {
+    pub fn new(org_id: &str, name: &str) -> Self {
+        Self {
+            org_id: org_id.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The customer orgs offered when a client configures none.
+    pub fn defaults() -> Vec<EmulatedOrg> {
+        vec![
+            Self::new("CUSTOMERA0000000000000@AdobeOrg", "Customer A"),
+            Self::new("CUSTOMERB0000000000000@AdobeOrg", "Customer B"),
+        ]
+    }
+}
+
+impl EmulatorConfig {
+    /// Problems that would make the emulator misbehave (today: redirect URI patterns that are not
+    /// valid regexes), each naming the client. [`crate::Emulator::start`] refuses such a config.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for (n, c) in self.clients.iter().enumerate() {
+            for (i, p) in c.redirect_uri_patterns.iter().enumerate() {
+                if let Err(e) = full_match_regex(p) {
+                    problems.push(format!(
+                        "clients[{n}] ({}): redirect_uri_patterns[{i}] is not a valid regex: {}",
+                        c.client_id,
+                        e.to_string().replace('\n', " ")
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// A redirect URI pattern must match the whole URI, as IMS treats it; a bare `https://a\.com/cb`
+/// must not accept `https://a.com/cb.evil.example`.
+pub(crate) fn full_match_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -23,15 +81,27 @@ pub struct EmulatorClient {
     /// Lifetime of issued access tokens, in seconds (IMS: 86399 usually, 300 for client entitlement).
     #[serde(default = "default_lifetime")]
     pub token_lifetime_secs: u64,
-    /// The technical account behind the client.
+    /// The technical account behind the client; also the test technical account created when an
+    /// admin consents into the client's own org.
     #[serde(default = "default_technical_account")]
     pub technical_account: String,
-    /// The client's own org.
+    /// The client's own (the partner's) org.
     #[serde(default = "default_org")]
     pub org_id: String,
-    /// Customer orgs this client may request org-scoped tokens for (`org_id` in the token request).
+    /// Orgs that have consented to this client when the emulator starts (`org_id` in the token
+    /// request is granted only for consented orgs).
     #[serde(default)]
     pub allowed_org_ids: Vec<String>,
+    /// Where the consent page redirects when no `redirect_uri` is given, and on errors.
+    #[serde(default)]
+    pub default_redirect_uri: Option<String>,
+    /// Regexes a `redirect_uri` on the consent URL must match in full.
+    #[serde(default)]
+    pub redirect_uri_patterns: Vec<String>,
+    /// Customer orgs the emulated admin administers and can pick on this client's consent page;
+    /// empty means [`EmulatedOrg::defaults`]. The client's own org is always offered as well.
+    #[serde(default)]
+    pub consent_orgs: Vec<EmulatedOrg>,
 }
 
 impl std::fmt::Debug for EmulatorClient {
@@ -44,7 +114,12 @@ impl std::fmt::Debug for EmulatorClient {
             )
             .field("scopes", &self.scopes)
             .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .field("technical_account", &self.technical_account)
+            .field("org_id", &self.org_id)
             .field("allowed_org_ids", &self.allowed_org_ids)
+            .field("default_redirect_uri", &self.default_redirect_uri)
+            .field("redirect_uri_patterns", &self.redirect_uri_patterns)
+            .field("consent_orgs", &self.consent_orgs)
             .finish()
     }
 }
@@ -71,6 +146,18 @@ impl EmulatorClient {
             technical_account: default_technical_account(),
             org_id: default_org(),
             allowed_org_ids: Vec::new(),
+            default_redirect_uri: None,
+            redirect_uri_patterns: Vec::new(),
+            consent_orgs: Vec::new(),
+        }
+    }
+
+    /// The configured consent orgs, or the defaults when none are configured.
+    pub fn customer_orgs(&self) -> Vec<EmulatedOrg> {
+        if self.consent_orgs.is_empty() {
+            EmulatedOrg::defaults()
+        } else {
+            self.consent_orgs.clone()
         }
     }
 }

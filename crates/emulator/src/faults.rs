@@ -15,10 +15,18 @@ pub enum Endpoint {
     Keys,
     Discovery,
     Validate,
+    /// The admin consent page, `GET` and `POST /consent`.
+    Consent,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [Self::Token, Self::Keys, Self::Discovery, Self::Validate];
+    pub const ALL: [Endpoint; 5] = [
+        Self::Token,
+        Self::Keys,
+        Self::Discovery,
+        Self::Validate,
+        Self::Consent,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -26,6 +34,7 @@ impl Endpoint {
             Self::Keys => "keys",
             Self::Discovery => "discovery",
             Self::Validate => "validate",
+            Self::Consent => "consent",
         }
     }
 
@@ -76,7 +85,7 @@ impl Fault {
 #[derive(Debug, Default)]
 pub(crate) struct FaultBook {
     faults: Mutex<HashMap<Endpoint, Fault>>,
-    counters: [AtomicU64; 4],
+    counters: [AtomicU64; Endpoint::ALL.len()],
 }
 
 impl FaultBook {
@@ -124,5 +133,24 @@ impl FaultBook {
         for c in &self.counters {
             c.store(0, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_has_its_own_counter_and_name() {
+        // `ALL` doubles as the counter layout, so it must list each variant once, in order.
+        for (i, e) in Endpoint::ALL.into_iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+        }
+        let book = FaultBook::default();
+        book.on_request(Endpoint::Consent);
+        let counts = book.counts();
+        assert_eq!(counts.len(), Endpoint::ALL.len());
+        assert_eq!(counts["consent"], 1);
+        assert_eq!(counts["validate"], 0);
     }
 }

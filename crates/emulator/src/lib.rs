@@ -3,11 +3,14 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod consent;
+mod consent_page;
 pub mod faults;
 pub mod keys;
 mod routes;
 mod server;
 
-pub use config::{EmulatorClient, EmulatorConfig};
+pub use config::{EmulatedOrg, EmulatorClient, EmulatorConfig};
+pub use consent::{Consent, IdTokenOptions, IssuerForm, OrgClaim};
 pub use faults::{Endpoint, Fault};
 pub use server::{Emulator, RunningEmulator};

@@ -1,4 +1,5 @@
-//! The emulator's HTTP surface: IMS endpoints plus the `/__admin` API.
+//! The emulator's HTTP surface: IMS endpoints plus the `/__admin` API (the consent page lives in
+//! `consent_page.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::consent::{IdTokenOptions, IssuerForm, OrgClaim};
 use crate::faults::{Endpoint, Fault};
 use crate::server::State;
 
-type St = AxState<Arc<State>>;
+pub(crate) type St = AxState<Arc<State>>;
 
 pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
@@ -26,6 +28,10 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/ims/keys", get(keys))
         .route("/ims/.well-known/openid-configuration", get(discovery))
         .route("/ims/validate_token/v1", post(validate))
+        .route(
+            "/consent",
+            get(crate::consent_page::consent_page).post(crate::consent_page::consent_decision),
+        )
         .route("/__admin/faults", axum::routing::delete(clear_all_faults))
         .route(
             "/__admin/faults/{endpoint}",
@@ -34,11 +40,20 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/__admin/counters", get(counters))
         .route("/__admin/counters/reset", post(reset_counters))
         .route("/__admin/keys/rotate", post(rotate_keys))
+        .route("/__admin/consents", get(list_consents).post(grant_consent))
+        .route(
+            "/__admin/consents/{client_id}/{org_id}",
+            axum::routing::delete(revoke_consent),
+        )
+        .route(
+            "/__admin/id-token",
+            get(id_token_options).put(set_id_token_options),
+        )
         .with_state(state)
 }
 
 #[allow(clippy::disallowed_methods)]
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -46,7 +61,7 @@ fn now_ms() -> u64 {
 }
 
 /// IMS attaches an `x-debug-id` to every response; support asks for it.
-fn with_debug_id(mut resp: Response) -> Response {
+pub(crate) fn with_debug_id(mut resp: Response) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-debug-id", v);
@@ -65,7 +80,7 @@ fn ims_error(status: StatusCode, error: &str, description: &str) -> Response {
 }
 
 /// Counts the request and applies any scripted fault. `Some` means the fault decided the answer.
-async fn apply_fault(state: &State, endpoint: Endpoint) -> Option<Response> {
+pub(crate) async fn apply_fault(state: &State, endpoint: Endpoint) -> Option<Response> {
     let fault = state.faults.on_request(endpoint)?;
     if fault.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
@@ -150,12 +165,7 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
             "missing client_id parameter",
         );
     };
-    let Some(client) = state
-        .config
-        .clients
-        .iter()
-        .find(|c| c.client_id == client_id)
-    else {
+    let Some(client) = state.client(&client_id) else {
         return ims_error(
             StatusCode::BAD_REQUEST,
             "invalid_client",
@@ -194,24 +204,28 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
             &format!("invalid scope ({bad})"),
         );
     }
-    // An org-scoped request (Enterprise Web App) is granted only for orgs the client may act for.
-    let org_id = match form.get("org_id").map(String::as_str) {
-        None => client.org_id.as_str(),
-        Some(org) if client.allowed_org_ids.iter().any(|o| o == org) => org,
-        Some(_) => {
-            return ims_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_org",
-                "the organization has not granted access to this client",
-            );
-        }
+    // An org-scoped request (Enterprise Web App) is granted only for orgs whose admin consented
+    // (or that are configured as consented); the token then acts as the technical account that
+    // consent created in that org.
+    let (org_id, user_id) = match form.get("org_id").map(String::as_str) {
+        None => (client.org_id.clone(), client.technical_account.clone()),
+        Some(org) => match state.consents.get(&client.client_id, org) {
+            Some(account) => (org.to_owned(), account),
+            None => {
+                return ims_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_org",
+                    "the organization has not granted access to this client",
+                );
+            }
+        },
     };
     let lifetime_ms = client.token_lifetime_secs * 1000;
     let claims = json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "type": "access_token",
         "client_id": client.client_id,
-        "user_id": client.technical_account,
+        "user_id": user_id,
         "org_id": org_id,
         "as": "ims-na1",
         "created_at": now_ms().to_string(),
@@ -356,7 +370,7 @@ fn unknown_endpoint() -> Response {
     ims_error(
         StatusCode::NOT_FOUND,
         "unknown_endpoint",
-        "endpoint must be one of token, keys, discovery, validate",
+        "endpoint must be one of token, keys, discovery, validate, consent",
     )
 }
 
@@ -399,4 +413,104 @@ async fn reset_counters(AxState(state): St) -> StatusCode {
 
 async fn rotate_keys(AxState(state): St) -> Json<serde_json::Value> {
     Json(json!({"kid": state.rotate_keys()}))
+}
+
+async fn list_consents(AxState(state): St) -> Response {
+    Json(state.consents.list()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRequest {
+    client_id: String,
+    org_id: String,
+}
+
+async fn grant_consent(AxState(state): St, body: Bytes) -> Response {
+    let req = match serde_json::from_slice::<GrantRequest>(&body) {
+        Ok(r) => r,
+        Err(e) => return ims_error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+    };
+    if req.org_id.is_empty() {
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "org_id must not be empty",
+        );
+    }
+    match state
+        .consents
+        .grant(&state.config, &req.client_id, &req.org_id)
+    {
+        Some(account) => (
+            StatusCode::CREATED,
+            Json(crate::consent::Consent {
+                client_id: req.client_id,
+                org_id: req.org_id,
+                technical_account: account,
+            }),
+        )
+            .into_response(),
+        None => ims_error(
+            StatusCode::NOT_FOUND,
+            "unknown_client",
+            "no emulated client has this client_id",
+        ),
+    }
+}
+
+async fn revoke_consent(
+    AxState(state): St,
+    Path((client_id, org_id)): Path<(String, String)>,
+) -> Response {
+    if state.consents.revoke(&client_id, &org_id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        ims_error(
+            StatusCode::NOT_FOUND,
+            "unknown_consent",
+            "this org has not consented to this client",
+        )
+    }
+}
+
+async fn id_token_options(AxState(state): St) -> Response {
+    let o = state.consents.options();
+    Json(json!({
+        "org_claim": o.org_claim,
+        "issuer_form": o.issuer_form,
+        "issuer": state.id_token_issuer(),
+    }))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdTokenOptionsUpdate {
+    #[serde(default)]
+    org_claim: Option<OrgClaim>,
+    #[serde(default)]
+    issuer_form: Option<IssuerForm>,
+}
+
+async fn set_id_token_options(AxState(state): St, body: Bytes) -> Response {
+    let update = match serde_json::from_slice::<IdTokenOptionsUpdate>(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            return ims_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_id_token_options",
+                &e.to_string(),
+            );
+        }
+    };
+    state.consents.update_options(|o: &mut IdTokenOptions| {
+        if let Some(c) = update.org_claim {
+            o.org_claim = c;
+        }
+        if let Some(f) = update.issuer_form {
+            o.issuer_form = f;
+        }
+    });
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -1,5 +1,6 @@
 //! Starting the emulator on a socket and the handle tests use to script and inspect it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,8 @@ use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::config::EmulatorConfig;
+use crate::config::{EmulatorConfig, full_match_regex};
+use crate::consent::{Consent, ConsentBook, IdTokenOptions, IssuerForm, OrgClaim};
 use crate::faults::{Endpoint, Fault, FaultBook};
 use crate::keys::SigningKey;
 
@@ -22,6 +24,9 @@ pub(crate) struct State {
     pub(crate) keys: RwLock<Vec<Arc<SigningKey>>>,
     key_serial: AtomicU64,
     pub(crate) faults: FaultBook,
+    pub(crate) consents: ConsentBook,
+    /// Each client's `redirect_uri_patterns`, compiled once, by client id.
+    pub(crate) redirect_patterns: HashMap<String, Vec<regex::Regex>>,
 }
 
 impl State {
@@ -39,6 +44,39 @@ impl State {
         keys.truncate(2);
         kid
     }
+
+    pub(crate) fn client(&self, client_id: &str) -> Option<&crate::config::EmulatorClient> {
+        self.config
+            .clients
+            .iter()
+            .find(|c| c.client_id == client_id)
+    }
+
+    /// The `iss` id_tokens carry under the current options.
+    pub(crate) fn id_token_issuer(&self) -> String {
+        self.consents.options().issuer_form.issuer(&self.issuer)
+    }
+
+    /// An id_token as the consent page issues it, signed with the current key.
+    pub(crate) fn issue_id_token(
+        &self,
+        client_id: &str,
+        org_id: &str,
+        technical_account: &str,
+        nonce: Option<&str>,
+    ) -> String {
+        let claims = crate::consent::id_token_claims(
+            self.consents.options(),
+            &self.issuer,
+            client_id,
+            org_id,
+            technical_account,
+            nonce,
+            crate::routes::now_ms() / 1000,
+        );
+        self.signing_key()
+            .sign(serde_json::json!({"typ": "JWT"}), &claims)
+    }
 }
 
 /// An emulator that has not been bound yet.
@@ -53,8 +91,24 @@ impl Emulator {
     }
 
     /// Binds `addr` (use port 0 in tests) and serves until the returned handle is shut down or
-    /// dropped.
+    /// dropped. A config that fails [`EmulatorConfig::validate`] is refused with
+    /// `ErrorKind::InvalidInput`, naming every problem.
     pub async fn start(self, addr: SocketAddr) -> std::io::Result<RunningEmulator> {
+        self.config.validate().map_err(|problems| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, problems.join("; "))
+        })?;
+        let mut redirect_patterns = HashMap::new();
+        for c in &self.config.clients {
+            let compiled = c
+                .redirect_uri_patterns
+                .iter()
+                .filter_map(|p| full_match_regex(p).ok())
+                .collect::<Vec<_>>();
+            // With duplicate client ids the first client answers everywhere, so its patterns win.
+            redirect_patterns
+                .entry(c.client_id.clone())
+                .or_insert(compiled);
+        }
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
@@ -63,6 +117,7 @@ impl Emulator {
             .issuer
             .clone()
             .unwrap_or_else(|| base_url.clone());
+        let consents = ConsentBook::new(&self.config);
         let state = Arc::new(State {
             config: self.config,
             issuer,
@@ -70,6 +125,8 @@ impl Emulator {
             keys: RwLock::new(Vec::new()),
             key_serial: AtomicU64::new(0),
             faults: FaultBook::default(),
+            consents,
+            redirect_patterns,
         });
         state.rotate_keys();
         let app = crate::routes::router(state.clone());
@@ -153,6 +210,59 @@ impl RunningEmulator {
     /// The `kid` of the current signing key.
     pub fn current_kid(&self) -> String {
         self.state.signing_key().kid.clone()
+    }
+
+    /// Records that `org_id` consented to `client_id`, as the consent page's Allow does, and
+    /// returns the technical account; `None` for an unknown client or an empty org id. Any org
+    /// may be granted here, not only those the consent page offers.
+    pub fn grant_consent(&self, client_id: &str, org_id: &str) -> Option<String> {
+        self.state
+            .consents
+            .grant(&self.state.config, client_id, org_id)
+    }
+
+    /// Revokes a consent, as a customer admin does in the Admin Console: new org-scoped token
+    /// requests fail, tokens already issued keep working. `false` if there was no such consent.
+    pub fn revoke_consent(&self, client_id: &str, org_id: &str) -> bool {
+        self.state.consents.revoke(client_id, org_id)
+    }
+
+    /// Every consent, ordered by client then org.
+    pub fn consents(&self) -> Vec<Consent> {
+        self.state.consents.list()
+    }
+
+    /// Shapes the id_tokens issued from now on.
+    pub fn set_id_token_options(&self, org_claim: OrgClaim, issuer_form: IssuerForm) {
+        self.state.consents.set_options(IdTokenOptions {
+            org_claim,
+            issuer_form,
+        });
+    }
+
+    pub fn id_token_options(&self) -> IdTokenOptions {
+        self.state.consents.options()
+    }
+
+    /// The `iss` id_tokens carry under the current options.
+    pub fn id_token_issuer(&self) -> String {
+        self.state.id_token_issuer()
+    }
+
+    /// An id_token exactly as the consent page's Allow would issue it now (current key and
+    /// options; `sub` is the consent's technical account, or the one consent would create).
+    /// Records no consent (use [`Self::grant_consent`]) and accepts any client id, so tests can
+    /// also build tokens for the wrong audience.
+    pub fn issue_id_token(&self, client_id: &str, org_id: &str, nonce: Option<&str>) -> String {
+        let account = self
+            .state
+            .consents
+            .get(client_id, org_id)
+            .unwrap_or_else(|| {
+                crate::consent::technical_account_for(&self.state.config, client_id, org_id)
+            });
+        self.state
+            .issue_id_token(client_id, org_id, &account, nonce)
     }
 
     /// Stops the server and waits for it to finish.

@@ -4,13 +4,18 @@
 //! the bytes themselves, so every rule here is testable with plain values.
 #![forbid(unsafe_code)]
 
+pub mod consent;
 pub mod endpoints;
 pub mod error;
 pub mod http;
+pub mod id_token;
+pub mod redirect_rules;
 pub mod retry_after;
+pub mod return_to;
 pub mod s2s;
 pub mod scopes;
 pub mod secret;
+pub mod strict_json;
 pub mod token;
 
 pub use endpoints::ImsEndpoints;

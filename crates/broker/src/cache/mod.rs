@@ -208,6 +208,18 @@ impl TokenCache {
         handle
     }
 
+    /// Forgets a key's token and failure memory, so the next caller fetches afresh. For when what
+    /// the token stands for changed at IMS: an org's consent revoked, or granted again.
+    pub fn reset(&self, key: &TokenKey) {
+        let Some(entry) = self.entries.read().get(key).cloned() else {
+            return;
+        };
+        let mut flight = entry.flight.lock();
+        flight.failure = None;
+        flight.attempts = 0;
+        entry.current.store(None);
+    }
+
     pub async fn get(&self, key: TokenKey) -> Result<Arc<CachedToken>, Unavailable> {
         let entry = self.entry(key);
         self.get_entry(&entry).await

@@ -14,7 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub description: Cow<'static, str>,
     pub retry_after: Option<Duration>,
-    pub www_authenticate: bool,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub www_authenticate: Option<&'static str>,
 }
 
 impl ApiError {
@@ -28,14 +29,14 @@ impl ApiError {
             code,
             description: description.into(),
             retry_after: None,
-            www_authenticate: false,
+            www_authenticate: None,
         }
     }
 
     /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750).
     pub fn invalid_token() -> Self {
         Self {
-            www_authenticate: true,
+            www_authenticate: Some("Bearer error=\"invalid_token\""),
             ..Self::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
@@ -64,6 +65,19 @@ impl ApiError {
                 "no token can be issued right now; retry after the time in Retry-After",
             )
         }
+    }
+
+    pub fn bad_request(code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, description)
+    }
+
+    /// Storage failed: logged by the caller, fixed text for the client.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred; try again",
+        )
     }
 
     pub fn not_found() -> Self {
@@ -98,10 +112,10 @@ impl IntoResponse for ApiError {
         if let Some(d) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(d)));
         }
-        if self.www_authenticate {
+        if let Some(challenge) = self.www_authenticate {
             h.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                HeaderValue::from_static(challenge),
             );
         }
         resp

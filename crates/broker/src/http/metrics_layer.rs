@@ -101,6 +101,12 @@ fn static_route(path: &str) -> &'static str {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
+        "/api/connections" => "/api/connections",
+        "/api/connections/{account_id}" => "/api/connections/{account_id}",
+        "/api/orgs/{org_id}/token" => "/api/orgs/{org_id}/token",
+        "/connect/{ticket}" => "/connect/{ticket}",
+        "/consent/callback" => "/consent/callback",
+        "/admin" => "/admin",
         _ => "other",
     }
 }

@@ -1,8 +1,12 @@
 //! The HTTP surface (axum): routes, CORS, metrics middleware and JSON fallbacks. This is the only
 //! layer that knows status codes.
 
+pub mod admin_page;
 pub mod client_token;
+pub mod connections;
+pub mod consent;
 pub mod error;
+pub mod internal_auth;
 pub mod metrics_layer;
 pub mod ops;
 
@@ -12,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::service::AppState;
@@ -56,6 +60,25 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .with_state(ct.clone()),
         );
     }
+    if let Some(cs) = &state.consent {
+        router = router.merge(
+            Router::new()
+                .route(
+                    "/api/connections",
+                    post(consent::start).get(connections::list),
+                )
+                .route(
+                    "/api/connections/{account_id}",
+                    get(connections::get).delete(connections::delete),
+                )
+                .route("/api/orgs/{org_id}/token", post(connections::org_token))
+                .route("/connect/{ticket}", get(consent::open))
+                .route(crate::config::CALLBACK_PATH, get(consent::callback))
+                .route("/admin", get(admin_page::page))
+                .method_not_allowed_fallback(method_not_allowed)
+                .with_state(cs.clone()),
+        );
+    }
     router
         .fallback(not_found)
         .layer(metrics_layer::MetricsLayer(state.metrics.clone()))
@@ -72,4 +95,11 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this method is not allowed on this endpoint",
     )
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC timestamp, for JSON and pages.
+pub fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

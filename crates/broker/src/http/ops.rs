@@ -42,6 +42,20 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    // Link counts are read at scrape time so the gauge is right after restarts and unlinks.
+    if let Some(store) = st.store.clone() {
+        let counts = tokio::task::spawn_blocking(move || store.count_links_blocking()).await;
+        if let Ok(Ok(counts)) = counts {
+            for (status, n) in counts {
+                st.metrics
+                    .links
+                    .get_or_create(&crate::metrics::StatusLabels {
+                        status: status.as_str(),
+                    })
+                    .set(n as i64);
+            }
+        }
+    }
     let mut resp = st.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

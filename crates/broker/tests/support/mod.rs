@@ -2,6 +2,8 @@
 //! HTTP, configured through the same TOML path production uses.
 #![allow(dead_code)]
 
+pub mod consent;
+
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;

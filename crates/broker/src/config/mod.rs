@@ -12,6 +12,13 @@ use url::Url;
 
 use crate::secrets::SecretRef;
 
+mod consent;
+
+pub use consent::{
+    ADOBE_CONSENT_URL, CALLBACK_PATH, ConsentConfig, InternalApiConfig, StorageConfig,
+    WebAppConfig, redirect_rules,
+};
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,6 +27,9 @@ pub struct Config {
     pub credentials: BTreeMap<String, CredentialConfig>,
     pub client_token: Option<ClientTokenConfig>,
     pub refresh: RefreshConfig,
+    pub consent: Option<ConsentConfig>,
+    pub internal_api: Option<InternalApiConfig>,
+    pub storage: Option<StorageConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,11 +54,14 @@ pub struct CredentialConfig {
     /// One secret, or two while rotating (the first is tried first).
     pub client_secrets: Vec<SecretRef>,
     pub scopes: ScopeSet,
+    /// Redirect settings; present exactly for `enterprise_web_app` credentials.
+    pub web_app: Option<WebAppConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     OAuthServerToServer,
+    EnterpriseWebApp,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +150,9 @@ struct RawConfig {
     client_token: Option<RawClientToken>,
     #[serde(default)]
     refresh: RawRefresh,
+    consent: Option<consent::RawConsent>,
+    internal_api: Option<consent::RawInternalApi>,
+    storage: Option<consent::RawStorage>,
 }
 
 #[derive(Deserialize, Default)]
@@ -166,6 +182,8 @@ struct RawCredential {
     client_secret: Option<String>,
     client_secrets: Option<Vec<String>>,
     scopes: Option<Scopes>,
+    default_redirect_uri: Option<String>,
+    redirect_uri_patterns: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -345,7 +363,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),
     };
 
+    let ims_base = raw.ims.base_url.clone();
     let ims = validate_ims(&mut p, raw.ims);
+    let development_mode = raw
+        .consent
+        .as_ref()
+        .is_some_and(consent::RawConsent::development_mode);
 
     // Names are checked against what was declared, so one broken credential is reported once
     // rather than again by everything that refers to it.
@@ -353,7 +376,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let mut credentials = BTreeMap::new();
     for (name, c) in raw.credentials {
         let at = format!("credentials.{name}");
-        if let Some(c) = validate_credential(&mut p, &at, &name, c, base) {
+        if let Some(c) = validate_credential(&mut p, &at, &name, c, base, development_mode) {
             credentials.insert(name, c);
         }
     }
@@ -361,6 +384,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let client_token = raw
         .client_token
         .and_then(|ct| validate_client_token(&mut p, ct, &declared, base));
+
+    let ims_base = Url::parse(
+        ims_base
+            .as_deref()
+            .unwrap_or(imsgate_ims::endpoints::PRODUCTION_BASE),
+    )
+    .ok();
+    let consent_wanted = raw.consent.is_some();
+    let consent = raw.consent.and_then(|c| {
+        consent::validate_consent(&mut p, c, &credentials, &declared, ims_base.as_ref())
+    });
+    let internal_api =
+        consent::validate_internal_api(&mut p, raw.internal_api, consent_wanted, base);
+    let storage = consent::validate_storage(raw.storage, consent_wanted, base);
 
     let refresh = RefreshConfig {
         backoff_initial: raw
@@ -390,6 +427,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         credentials,
         client_token,
         refresh,
+        consent,
+        internal_api,
+        storage,
     })
 }
 
@@ -455,17 +495,38 @@ fn validate_credential(
     name: &str,
     c: RawCredential,
     base: &Path,
+    development_mode: bool,
 ) -> Option<CredentialConfig> {
     let kind = match c.kind.as_str() {
         "oauth_server_to_server" => Some(CredentialKind::OAuthServerToServer),
+        "enterprise_web_app" => Some(CredentialKind::EnterpriseWebApp),
         other => {
             p.push(
                 &format!("{at}.type"),
-                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\""),
+                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\", \"enterprise_web_app\""),
             );
             None
         }
     };
+    let mut web_app = None;
+    match kind {
+        Some(CredentialKind::EnterpriseWebApp) => {
+            web_app = consent::validate_web_app(
+                p,
+                at,
+                c.default_redirect_uri,
+                c.redirect_uri_patterns,
+                development_mode,
+            );
+        }
+        _ if c.default_redirect_uri.is_some() || c.redirect_uri_patterns.is_some() => {
+            p.push(
+                at,
+                "default_redirect_uri and redirect_uri_patterns apply to enterprise_web_app credentials only",
+            );
+        }
+        _ => {}
+    }
     let client_id = c.client_id.filter(|s| !s.trim().is_empty());
     if client_id.is_none() {
         p.push(at, "client_id is required");
@@ -514,12 +575,16 @@ fn validate_credential(
             "scopes must list at least one scope, e.g. [\"openid\", \"AdobeID\", \"firefly_api\"]",
         );
     }
+    if kind == Some(CredentialKind::EnterpriseWebApp) && web_app.is_none() {
+        return None;
+    }
     Some(CredentialConfig {
         name: name.to_owned(),
         kind: kind?,
         client_id: client_id?,
         client_secrets: secrets,
         scopes,
+        web_app,
     })
 }
 
@@ -712,147 +777,4 @@ pub fn default_path() -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-
-[ims]
-base_url = "http://127.0.0.1:9999"
-
-[credentials.firefly]
-type = "oauth_server_to_server"
-client_id = "cid"
-client_secret = "file:secret.txt"
-scopes = "openid,AdobeID,firefly_api"
-
-[client_token]
-credential = "firefly"
-token_id_namespace = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
-allowed_origins = ["https://app.example.com", "http://localhost:5173"]
-
-[client_token.caller_auth]
-issuer = "https://partner.example"
-audience = "imsgate"
-hs256_secret = "file:/etc/imsgate/caller.key"
-"#;
-
-    #[test]
-    fn good_config_parses() {
-        let c = Config::parse(GOOD, Path::new("/cfg")).unwrap();
-        assert_eq!(
-            c.ims.endpoints.token.as_str(),
-            "http://127.0.0.1:9999/ims/token/v3"
-        );
-        let cred = &c.credentials["firefly"];
-        assert_eq!(
-            cred.client_secrets,
-            vec![SecretRef::File("/cfg/secret.txt".into())]
-        );
-        assert_eq!(cred.scopes.joined(), "AdobeID,firefly_api,openid");
-        let ct = c.client_token.unwrap();
-        assert_eq!(ct.rate_limit, RateLimitConfig::default());
-        assert!(matches!(ct.caller_auth.key, CallerKeyConfig::Hs256 { .. }));
-    }
-
-    /// Each case: a mutation of the good config, and fragments every reported problem must include.
-    #[test]
-    fn problems_table() {
-        let cases: &[(&str, &str, &[&str])] = &[
-            (
-                "client_id = \"cid\"",
-                "client_id = \"cid\"\nclient_secet = \"x\"",
-                &["credentials.firefly.client_secet` (line 11)"],
-            ),
-            (
-                "[server]",
-                "[server]\nlisten_addr = 1",
-                &["server.listen_addr` (line 3)"],
-            ),
-            (
-                "client_secret = \"file:secret.txt\"",
-                "client_secret = \"hunter2\"",
-                &["credentials.firefly.client_secrets[0]", "file:"],
-            ),
-            (
-                "client_secret = \"file:secret.txt\"",
-                "client_secret = \"env:SECRET\"",
-                &["env:…"],
-            ),
-            (
-                "token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
-                "token_id_namespace = \"nope\"",
-                &["token_id_namespace", "uuidgen"],
-            ),
-            (
-                "credential = \"firefly\"",
-                "credential = \"other\"",
-                &["no credential named \"other\""],
-            ),
-            (
-                "\"http://localhost:5173\"",
-                "\"https://app.example.com/path\"",
-                &["allowed_origins[1]"],
-            ),
-            (
-                "hs256_secret = \"file:/etc/imsgate/caller.key\"",
-                "jwks_url = \"https://p.example/jwks\"\nalgorithms = [\"HS256\"]",
-                &["algorithms[0]", "\"HS256\" is not allowed"],
-            ),
-            (
-                "hs256_secret = \"file:/etc/imsgate/caller.key\"",
-                "",
-                &["set hs256_secret"],
-            ),
-            (
-                "client_secret = \"file:secret.txt\"",
-                "client_secrets = []",
-                &["credentials.firefly.client_secrets: must list one or two"],
-            ),
-            (
-                "type = \"oauth_server_to_server\"",
-                "type = \"jwt\"",
-                &["unknown credential type \"jwt\""],
-            ),
-            (
-                "base_url = \"http://127.0.0.1:9999\"",
-                "base_url = \"ftp://x\"",
-                &["ims.base_url"],
-            ),
-            ("listen = \"127.0.0.1:0\"", "listen = 5", &["invalid type"]),
-            (
-                "listen = \"127.0.0.1:0\"",
-                "listen = \"\n",
-                &["TOML parse error"],
-            ),
-        ];
-        for (from, to, want) in cases {
-            assert!(GOOD.contains(from), "case source missing: {from}");
-            let text = GOOD.replacen(from, to, 1);
-            let err = Config::parse(&text, Path::new("/cfg"))
-                .expect_err(to)
-                .to_string();
-            for w in *want {
-                assert!(err.contains(w), "{to}: error {err:?} lacks {w:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn reports_every_problem_at_once() {
-        let text = GOOD
-            .replace("client_id = \"cid\"", "")
-            .replace(
-                "token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
-                "",
-            )
-            .replace("audience = \"imsgate\"", "");
-        let err = Config::parse(&text, Path::new("/")).unwrap_err();
-        assert_eq!(err.problems.len(), 3, "{err}");
-        let unknown = GOOD.replace("[server]", "[server]\na = 1\nb = 2");
-        let err = Config::parse(&unknown, Path::new("/")).unwrap_err();
-        assert_eq!(err.problems.len(), 2, "{err}");
-    }
-}
+mod tests;

@@ -1,0 +1,312 @@
+//! The admin-consent sections: `[consent]`, `[internal_api]` and `[storage]`, and the redirect
+//! rules of `enterprise_web_app` credentials.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use imsgate_ims::redirect_rules::RedirectRules;
+use imsgate_ims::return_to::ReturnToPolicy;
+use serde::Deserialize;
+use url::Url;
+
+use super::{CredentialConfig, CredentialKind, Problems, parse_secret, parse_url};
+use crate::secrets::SecretRef;
+
+/// Adobe's consent page.
+pub const ADOBE_CONSENT_URL: &str = "https://id.adobe.com/consent";
+/// Where imsgate serves the consent callback, under `public_url`.
+pub const CALLBACK_PATH: &str = "/consent/callback";
+
+#[derive(Debug, Clone)]
+pub struct ConsentConfig {
+    /// The `enterprise_web_app` credential consents are for.
+    pub credential: String,
+    /// Where browsers reach imsgate (connect URLs are built from it).
+    pub public_url: Url,
+    /// The `redirect_uri` sent to IMS; it must satisfy the credential's redirect rules.
+    pub callback_url: Url,
+    pub consent_url: Url,
+    /// Accepted id_token issuers, compared exactly.
+    pub issuers: Vec<String>,
+    pub return_to: Arc<ReturnToPolicy>,
+    pub connect_ttl: Duration,
+    pub session_ttl: Duration,
+    pub id_token_leeway: Duration,
+    /// Allows plain-http loopback redirect URIs. Never for production.
+    pub development_mode: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct InternalApiConfig {
+    pub api_key: SecretRef,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub sqlite_path: PathBuf,
+}
+
+/// The extra settings of an `enterprise_web_app` credential.
+#[derive(Debug, Clone)]
+pub struct WebAppConfig {
+    pub default_redirect_uri: String,
+    pub redirect_uri_patterns: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawConsent {
+    credential: Option<String>,
+    public_url: Option<String>,
+    callback_url: Option<String>,
+    consent_url: Option<String>,
+    issuers: Option<Vec<String>>,
+    #[serde(default)]
+    return_to_origins: Vec<String>,
+    connect_ttl_seconds: Option<u64>,
+    session_ttl_seconds: Option<u64>,
+    id_token_leeway_seconds: Option<u64>,
+    #[serde(default)]
+    development_mode: bool,
+}
+
+impl RawConsent {
+    pub(super) fn development_mode(&self) -> bool {
+        self.development_mode
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawInternalApi {
+    api_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawStorage {
+    sqlite_path: Option<String>,
+}
+
+/// Builds the rules of a web-app credential, reporting each violation with its position.
+pub fn redirect_rules(
+    web: &WebAppConfig,
+    development_mode: bool,
+) -> Result<RedirectRules, Vec<String>> {
+    RedirectRules::new(
+        &web.default_redirect_uri,
+        &web.redirect_uri_patterns,
+        development_mode,
+    )
+    .map_err(|v| v.iter().map(ToString::to_string).collect())
+}
+
+pub(super) fn validate_web_app(
+    p: &mut Problems,
+    at: &str,
+    default_redirect_uri: Option<String>,
+    patterns: Option<Vec<String>>,
+    development_mode: bool,
+) -> Option<WebAppConfig> {
+    let Some(default_redirect_uri) = default_redirect_uri else {
+        p.push(
+            at,
+            "default_redirect_uri is required for an enterprise_web_app credential (the one registered in the Adobe Developer Console)",
+        );
+        return None;
+    };
+    let web = WebAppConfig {
+        default_redirect_uri,
+        redirect_uri_patterns: patterns.unwrap_or_default(),
+    };
+    if let Err(violations) = redirect_rules(&web, development_mode) {
+        for v in violations {
+            p.push(at, v);
+        }
+        return None;
+    }
+    Some(web)
+}
+
+pub(super) fn validate_consent(
+    p: &mut Problems,
+    raw: RawConsent,
+    credentials: &std::collections::BTreeMap<String, CredentialConfig>,
+    declared: &[String],
+    ims_base: Option<&Url>,
+) -> Option<ConsentConfig> {
+    let at = "consent";
+    let credential = match raw.credential {
+        Some(c) if !declared.contains(&c) => {
+            p.push(
+                &format!("{at}.credential"),
+                format!("no credential named {c:?} under [credentials]"),
+            );
+            None
+        }
+        Some(c) => match credentials.get(&c) {
+            Some(cred) if cred.kind != CredentialKind::EnterpriseWebApp => {
+                p.push(
+                    &format!("{at}.credential"),
+                    format!("credential {c:?} must have type = \"enterprise_web_app\""),
+                );
+                None
+            }
+            // A declared credential that failed validation was already reported.
+            _ => Some(c),
+        },
+        None => {
+            p.push(
+                at,
+                "credential is required: the name of an enterprise_web_app credential",
+            );
+            None
+        }
+    };
+    let public_url = match raw.public_url {
+        Some(u) => parse_url(p, &format!("{at}.public_url"), &u),
+        None => {
+            p.push(
+                at,
+                "public_url is required: the https URL where browsers reach imsgate",
+            );
+            None
+        }
+    };
+    if let Some(u) = &public_url
+        && (u.query().is_some() || u.fragment().is_some())
+    {
+        p.push(
+            &format!("{at}.public_url"),
+            "must not have a query or fragment",
+        );
+    }
+    let callback_url = match (&raw.callback_url, &public_url) {
+        (Some(u), _) => parse_url(p, &format!("{at}.callback_url"), u),
+        (None, Some(base)) => Some(join_path(base, CALLBACK_PATH)),
+        (None, None) => None,
+    };
+    let consent_url = parse_url(
+        p,
+        &format!("{at}.consent_url"),
+        raw.consent_url.as_deref().unwrap_or(ADOBE_CONSENT_URL),
+    );
+    let issuers = raw.issuers.unwrap_or_else(|| match ims_base {
+        // IMS's docs say `<base>/ims`, its discovery document says `<base>`: accept both.
+        Some(b) => {
+            let b = b.as_str().trim_end_matches('/').to_owned();
+            vec![b.clone(), format!("{b}/ims")]
+        }
+        None => Vec::new(),
+    });
+    if issuers.is_empty() || issuers.iter().any(|i| i.is_empty()) {
+        p.push(
+            &format!("{at}.issuers"),
+            "must list the accepted id_token issuers",
+        );
+    }
+    let return_to = match ReturnToPolicy::new(&raw.return_to_origins) {
+        Ok(_) if raw.return_to_origins.is_empty() => {
+            p.push(
+                at,
+                "return_to_origins must list your application's origins, e.g. [\"https://app.example.com\"]",
+            );
+            None
+        }
+        Ok(policy) => Some(Arc::new(policy)),
+        Err(e) => {
+            p.push(&format!("{at}.return_to_origins"), e);
+            None
+        }
+    };
+    let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+    let connect_ttl = secs(raw.connect_ttl_seconds, 300);
+    let session_ttl = secs(raw.session_ttl_seconds, 900);
+    let id_token_leeway = secs(raw.id_token_leeway_seconds, 60);
+    for (name, d, max) in [
+        ("connect_ttl_seconds", connect_ttl, 3600),
+        ("session_ttl_seconds", session_ttl, 3600),
+    ] {
+        if d.is_zero() || d > Duration::from_secs(max) {
+            p.push(
+                &format!("{at}.{name}"),
+                format!("must be between 1 and {max}"),
+            );
+        }
+    }
+    if id_token_leeway > Duration::from_secs(300) {
+        p.push(&format!("{at}.id_token_leeway_seconds"), "at most 300");
+    }
+    // The callback URL is what IMS redirects to, so it must pass the credential's own rules.
+    if let (Some(name), Some(cb)) = (&credential, &callback_url)
+        && let Some(web) = credentials.get(name).and_then(|c| c.web_app.as_ref())
+        && let Ok(rules) = redirect_rules(web, raw.development_mode)
+        && !rules.allows(cb.as_str())
+    {
+        p.push(
+            &format!("{at}.callback_url"),
+            format!(
+                "{:?} is neither the credential's default_redirect_uri nor matched by its redirect_uri_patterns; IMS would refuse it",
+                cb.as_str()
+            ),
+        );
+    }
+    Some(ConsentConfig {
+        credential: credential?,
+        public_url: public_url?,
+        callback_url: callback_url?,
+        consent_url: consent_url?,
+        issuers,
+        return_to: return_to?,
+        connect_ttl,
+        session_ttl,
+        id_token_leeway,
+        development_mode: raw.development_mode,
+    })
+}
+
+fn join_path(base: &Url, path: &str) -> Url {
+    let mut u = base.clone();
+    let joined = format!("{}{}", u.path().trim_end_matches('/'), path);
+    u.set_path(&joined);
+    u
+}
+
+pub(super) fn validate_internal_api(
+    p: &mut Problems,
+    raw: Option<RawInternalApi>,
+    required: bool,
+    base: &Path,
+) -> Option<InternalApiConfig> {
+    match raw.and_then(|r| r.api_key) {
+        Some(k) => parse_secret(p, "internal_api.api_key", &k, base)
+            .map(|api_key| InternalApiConfig { api_key }),
+        None if required => {
+            p.push(
+                "internal_api",
+                "api_key is required with [consent]: a secret reference such as \"file:/etc/imsgate/internal-api-key\"",
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+pub(super) fn validate_storage(
+    raw: Option<RawStorage>,
+    wanted: bool,
+    base: &Path,
+) -> Option<StorageConfig> {
+    let path = match raw {
+        Some(RawStorage {
+            sqlite_path: Some(p),
+        }) => PathBuf::from(p),
+        Some(RawStorage { sqlite_path: None }) => PathBuf::from("imsgate.sqlite"),
+        None if wanted => PathBuf::from("imsgate.sqlite"),
+        None => return None,
+    };
+    let sqlite_path = if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    };
+    Some(StorageConfig { sqlite_path })
+}

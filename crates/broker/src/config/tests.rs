@@ -1,0 +1,143 @@
+//! Config parsing and validation tables.
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[ims]
+base_url = "http://127.0.0.1:9999"
+
+[credentials.firefly]
+type = "oauth_server_to_server"
+client_id = "cid"
+client_secret = "file:secret.txt"
+scopes = "openid,AdobeID,firefly_api"
+
+[client_token]
+credential = "firefly"
+token_id_namespace = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+allowed_origins = ["https://app.example.com", "http://localhost:5173"]
+
+[client_token.caller_auth]
+issuer = "https://partner.example"
+audience = "imsgate"
+hs256_secret = "file:/etc/imsgate/caller.key"
+"#;
+
+#[test]
+fn good_config_parses() {
+    let c = Config::parse(GOOD, Path::new("/cfg")).unwrap();
+    assert_eq!(
+        c.ims.endpoints.token.as_str(),
+        "http://127.0.0.1:9999/ims/token/v3"
+    );
+    let cred = &c.credentials["firefly"];
+    assert_eq!(
+        cred.client_secrets,
+        vec![SecretRef::File("/cfg/secret.txt".into())]
+    );
+    assert_eq!(cred.scopes.joined(), "AdobeID,firefly_api,openid");
+    let ct = c.client_token.unwrap();
+    assert_eq!(ct.rate_limit, RateLimitConfig::default());
+    assert!(matches!(ct.caller_auth.key, CallerKeyConfig::Hs256 { .. }));
+}
+
+/// Each case: a mutation of the good config, and fragments every reported problem must include.
+#[test]
+fn problems_table() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "client_id = \"cid\"",
+            "client_id = \"cid\"\nclient_secet = \"x\"",
+            &["credentials.firefly.client_secet` (line 11)"],
+        ),
+        (
+            "[server]",
+            "[server]\nlisten_addr = 1",
+            &["server.listen_addr` (line 3)"],
+        ),
+        (
+            "client_secret = \"file:secret.txt\"",
+            "client_secret = \"hunter2\"",
+            &["credentials.firefly.client_secrets[0]", "file:"],
+        ),
+        (
+            "client_secret = \"file:secret.txt\"",
+            "client_secret = \"env:SECRET\"",
+            &["env:…"],
+        ),
+        (
+            "token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
+            "token_id_namespace = \"nope\"",
+            &["token_id_namespace", "uuidgen"],
+        ),
+        (
+            "credential = \"firefly\"",
+            "credential = \"other\"",
+            &["no credential named \"other\""],
+        ),
+        (
+            "\"http://localhost:5173\"",
+            "\"https://app.example.com/path\"",
+            &["allowed_origins[1]"],
+        ),
+        (
+            "hs256_secret = \"file:/etc/imsgate/caller.key\"",
+            "jwks_url = \"https://p.example/jwks\"\nalgorithms = [\"HS256\"]",
+            &["algorithms[0]", "\"HS256\" is not allowed"],
+        ),
+        (
+            "hs256_secret = \"file:/etc/imsgate/caller.key\"",
+            "",
+            &["set hs256_secret"],
+        ),
+        (
+            "client_secret = \"file:secret.txt\"",
+            "client_secrets = []",
+            &["credentials.firefly.client_secrets: must list one or two"],
+        ),
+        (
+            "type = \"oauth_server_to_server\"",
+            "type = \"jwt\"",
+            &["unknown credential type \"jwt\""],
+        ),
+        (
+            "base_url = \"http://127.0.0.1:9999\"",
+            "base_url = \"ftp://x\"",
+            &["ims.base_url"],
+        ),
+        ("listen = \"127.0.0.1:0\"", "listen = 5", &["invalid type"]),
+        (
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"\n",
+            &["TOML parse error"],
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(GOOD.contains(from), "case source missing: {from}");
+        let text = GOOD.replacen(from, to, 1);
+        let err = Config::parse(&text, Path::new("/cfg"))
+            .expect_err(to)
+            .to_string();
+        for w in *want {
+            assert!(err.contains(w), "{to}: error {err:?} lacks {w:?}");
+        }
+    }
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let text = GOOD
+        .replace("client_id = \"cid\"", "")
+        .replace(
+            "token_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
+            "",
+        )
+        .replace("audience = \"imsgate\"", "");
+    let err = Config::parse(&text, Path::new("/")).unwrap_err();
+    assert_eq!(err.problems.len(), 3, "{err}");
+    let unknown = GOOD.replace("[server]", "[server]\na = 1\nb = 2");
+    let err = Config::parse(&unknown, Path::new("/")).unwrap_err();
+    assert_eq!(err.problems.len(), 2, "{err}");
+}

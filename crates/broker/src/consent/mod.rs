@@ -1,0 +1,288 @@
+//! The admin-consent flow: one-time connect URLs, consent sessions, the callback with strict
+//! id_token verification, and the links it writes.
+//!
+//! Invariant: an org id is only ever taken from an id_token that passed
+//! [`imsgate_ims::id_token`] verification against keys from the configured JWKS URL.
+//! Invariant: a consent session is consumed by the first callback that presents it, whatever the
+//! outcome, so state and nonce are single-use.
+
+mod ids;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imsgate_ims::ScopeSet;
+use imsgate_ims::consent::{self, CallbackError, ConsentOutcome};
+use imsgate_ims::id_token::{self, Expectations, IdTokenError};
+use url::Url;
+
+use crate::clock::{SharedClock, unix_ms};
+use crate::config::ConsentConfig;
+use crate::jwks::JwksCache;
+use crate::metrics::Metrics;
+use crate::storage::{NewSession, SessionTake, StorageError, Store};
+
+pub use ids::{hash_id, is_account_id, is_org_id, random_id};
+
+/// The session cookie. `__Host-` makes browsers insist on Secure, Path=/ and no Domain, so no
+/// subdomain can plant or read it.
+pub const SESSION_COOKIE: &str = "__Host-imsgate-consent";
+
+/// Everything the flow needs.
+#[derive(Debug)]
+pub struct ConsentService {
+    pub config: ConsentConfig,
+    pub client_id: String,
+    pub scopes: ScopeSet,
+    pub store: Store,
+    pub jwks: JwksCache,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// The `redirect_uri` parameter: omitted when the callback is the credential's default
+    /// redirect URI, since IMS checks an explicit one against the patterns only.
+    pub redirect_uri: Option<String>,
+}
+
+/// A connect URL handed to the partner's backend.
+#[derive(Debug, Clone)]
+pub struct StartedConnection {
+    pub connect_url: Url,
+    pub expires_at_ms: u64,
+}
+
+/// The browser side of an opened connect URL.
+#[derive(Debug, Clone)]
+pub struct OpenedSession {
+    /// The raw session id for the cookie; only its hash is stored.
+    pub session_id: String,
+    pub max_age: Duration,
+    pub consent_url: Url,
+}
+
+/// Why a request of the flow was refused before anything could be redirected.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("account_id must be 1 to 128 characters from A-Z a-z 0-9 and . _ - @ : +")]
+    BadAccountId,
+    #[error("return_to is not allowed: {0}")]
+    BadReturnTo(String),
+    #[error(
+        "this connect link is unknown, expired or already used; ask the application for a new one"
+    )]
+    TicketUnusable,
+    #[error(
+        "no consent session: the session cookie is missing, unknown or already used; start again from the application"
+    )]
+    NoSession,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Where the callback sends the browser.
+#[derive(Debug, Clone)]
+pub struct CallbackRedirect {
+    pub location: Url,
+    pub result: &'static str,
+    pub code: &'static str,
+    /// The org just linked, so cached failures for it can be forgotten.
+    pub linked_org: Option<String>,
+}
+
+impl ConsentService {
+    fn now_ms(&self) -> u64 {
+        unix_ms(self.clock.now())
+    }
+
+    /// `POST /api/connections`: a one-time connect URL for `account_id`.
+    pub async fn start(
+        &self,
+        account_id: &str,
+        return_to: &str,
+    ) -> Result<StartedConnection, FlowError> {
+        if !is_account_id(account_id) {
+            return Err(FlowError::BadAccountId);
+        }
+        let return_to = self
+            .config
+            .return_to
+            .check(return_to)
+            .map_err(|e| FlowError::BadReturnTo(e.to_string()))?;
+        let ticket = random_id();
+        let now = self.now_ms();
+        let expires_at_ms = now + self.config.connect_ttl.as_millis() as u64;
+        self.store
+            .insert_ticket(
+                hash_id(&ticket),
+                account_id.to_owned(),
+                return_to.to_string(),
+                now,
+                expires_at_ms,
+            )
+            .await?;
+        let mut connect_url = self.config.public_url.clone();
+        let path = format!(
+            "{}/connect/{ticket}",
+            connect_url.path().trim_end_matches('/')
+        );
+        connect_url.set_path(&path);
+        Ok(StartedConnection {
+            connect_url,
+            expires_at_ms,
+        })
+    }
+
+    /// `GET /connect/{ticket}`: consumes the ticket and starts a consent session.
+    pub async fn open(&self, ticket: &str) -> Result<OpenedSession, FlowError> {
+        if !ids::is_random_id(ticket) {
+            return Err(FlowError::TicketUnusable);
+        }
+        let now = self.now_ms();
+        let Some(t) = self.store.take_ticket(hash_id(ticket), now).await? else {
+            return Err(FlowError::TicketUnusable);
+        };
+        let session_id = random_id();
+        let state = random_id();
+        let nonce = random_id();
+        let max_age = self.config.session_ttl;
+        self.store
+            .insert_session(NewSession {
+                session_hash: hash_id(&session_id),
+                account_id: t.account_id,
+                return_to: t.return_to,
+                state: state.clone(),
+                nonce: nonce.clone(),
+                created_at_ms: now,
+                expires_at_ms: now + max_age.as_millis() as u64,
+            })
+            .await?;
+        let consent_url = consent::consent_url(
+            &self.config.consent_url,
+            &self.client_id,
+            &self.scopes,
+            &state,
+            &nonce,
+            self.redirect_uri.as_deref(),
+        );
+        Ok(OpenedSession {
+            session_id,
+            max_age,
+            consent_url,
+        })
+    }
+
+    /// `GET /consent/callback`: consumes the session, checks everything, links on success.
+    pub async fn callback(
+        &self,
+        session_id: Option<&str>,
+        query: &str,
+    ) -> Result<CallbackRedirect, FlowError> {
+        let Some(session_id) = session_id.filter(|s| ids::is_random_id(s)) else {
+            self.metrics.consent_callback("rejected", "no_session");
+            return Err(FlowError::NoSession);
+        };
+        let now = self.now_ms();
+        let session = match self.store.take_session(hash_id(session_id), now).await? {
+            SessionTake::Fresh(s) => s,
+            SessionTake::Expired(s) => {
+                return Ok(self.finish(&s.return_to, "error", "session_expired"));
+            }
+            SessionTake::Missing => {
+                self.metrics.consent_callback("rejected", "no_session");
+                return Err(FlowError::NoSession);
+            }
+        };
+        let parsed = match consent::parse_callback(query) {
+            Ok(p) => p,
+            Err(e) => return Ok(self.finish(&session.return_to, "error", e.code())),
+        };
+        // The state binds this redirect to this browser's session (CSRF). IMS only omits it
+        // when it never got one, which it reports as missing_state_param.
+        let state_ok = parsed
+            .state
+            .as_deref()
+            .is_some_and(|s| ids::constant_time_eq(s, &session.state));
+        if !state_ok {
+            let code = match (&parsed.state, &parsed.outcome) {
+                (None, ConsentOutcome::Failed(c)) => c.as_str(),
+                (None, _) => CallbackError::MissingState.code(),
+                (Some(_), _) => "state_mismatch",
+            };
+            return Ok(self.finish(&session.return_to, "error", code));
+        }
+        let id_token = match parsed.outcome {
+            ConsentOutcome::Cancelled => {
+                return Ok(self.finish(&session.return_to, "cancelled", "admin_cancelled"));
+            }
+            ConsentOutcome::Failed(code) => {
+                return Ok(self.finish(&session.return_to, "error", code.as_str()));
+            }
+            ConsentOutcome::Consented { id_token } => id_token,
+        };
+        let identity = match self.verify(&id_token, &session.nonce, now).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(reason = e.code(), "consent id_token refused");
+                return Ok(self.finish(&session.return_to, "error", e.code()));
+            }
+        };
+        let link = self
+            .store
+            .link(
+                session.account_id,
+                identity.org_id,
+                identity.technical_account,
+                self.now_ms(),
+            )
+            .await?;
+        // The org id came from the id_token, which is never logged; the account id is ours.
+        tracing::info!(account_id = %link.account_id, "account linked");
+        let mut done = self.finish(&session.return_to, "linked", "linked");
+        done.linked_org = Some(link.org_id);
+        Ok(done)
+    }
+
+    async fn verify(
+        &self,
+        token: &str,
+        nonce: &str,
+        now_ms: u64,
+    ) -> Result<id_token::ConsentIdentity, IdTokenError> {
+        let unverified = id_token::parse(token)?;
+        // Keys only from the configured JWKS; an unknown kid triggers at most one rate-limited
+        // refetch inside the cache, which is how IMS key rotation is picked up.
+        let key = self
+            .jwks
+            .key(unverified.kid())
+            .await
+            .and_then(|k| k.rsa)
+            .ok_or(IdTokenError::UnknownKid)?;
+        let expect = Expectations {
+            issuers: &self.config.issuers,
+            client_id: &self.client_id,
+            nonce,
+            leeway_secs: self.config.id_token_leeway.as_secs(),
+        };
+        unverified.verify(&key, &expect, now_ms / 1000)
+    }
+
+    fn finish(
+        &self,
+        return_to: &str,
+        result: &'static str,
+        code: &'static str,
+    ) -> CallbackRedirect {
+        self.metrics.consent_callback(result, code);
+        // return_to was validated against the allow-list when the flow started.
+        let mut location = Url::parse(return_to).unwrap_or_else(|_| self.config.public_url.clone());
+        location
+            .query_pairs_mut()
+            .append_pair("result", result)
+            .append_pair("code", code);
+        CallbackRedirect {
+            location,
+            result,
+            code,
+            linked_org: None,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Links after consent (internal API): read, list, unlink, and org-scoped tokens.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use imsgate_ims::ImsErrorKind;
+use serde_json::{Value, json};
+
+use super::consent::{flow_error, json_response};
+use super::error::ApiError;
+use super::internal_auth::require_bearer;
+use crate::cache::TokenKey;
+use crate::clock::unix_ms;
+use crate::consent::{FlowError, is_account_id, is_org_id};
+use crate::service::ConsentState;
+use crate::storage::{Link, LinkStatus};
+
+pub(super) fn link_json(link: &Link) -> Value {
+    let ts = |ms: u64| Value::String(super::rfc3339(ms));
+    json!({
+        "account_id": link.account_id,
+        "status": link.status.as_str(),
+        "org_id": link.org_id,
+        "technical_account": link.technical_account,
+        "linked_at": ts(link.linked_at_ms),
+        "updated_at": ts(link.updated_at_ms),
+        "unlinked_at": link.unlinked_at_ms.map(ts),
+    })
+}
+
+fn account(id: &str) -> Result<(), ApiError> {
+    if is_account_id(id) {
+        Ok(())
+    } else {
+        Err(flow_error(FlowError::BadAccountId))
+    }
+}
+
+/// `GET /api/connections/{account_id}`. An account never linked reads as `unlinked`.
+pub async fn get(
+    State(st): State<Arc<ConsentState>>,
+    headers: HeaderMap,
+    Path(account_id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    account(&account_id)?;
+    let link = st
+        .service
+        .store
+        .get_link(account_id.clone())
+        .await
+        .map_err(|e| flow_error(e.into()))?;
+    let body = match link {
+        Some(l) => link_json(&l),
+        None => json!({
+            "account_id": account_id,
+            "status": LinkStatus::Unlinked.as_str(),
+            "org_id": null,
+            "technical_account": null,
+            "linked_at": null,
+            "updated_at": null,
+            "unlinked_at": null,
+        }),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /api/connections`: every link, most recently changed first.
+pub async fn list(
+    State(st): State<Arc<ConsentState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    let links = st
+        .service
+        .store
+        .list_links()
+        .await
+        .map_err(|e| flow_error(e.into()))?;
+    let items: Vec<Value> = links.iter().map(link_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "connections": items }),
+    ))
+}
+
+/// `DELETE /api/connections/{account_id}`: unlinks; 404 if the account was never linked.
+pub async fn delete(
+    State(st): State<Arc<ConsentState>>,
+    headers: HeaderMap,
+    Path(account_id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    account(&account_id)?;
+    let now = unix_ms(st.service.clock.now());
+    match st.service.store.unlink(account_id, now).await {
+        Ok(Some(link)) => Ok(json_response(StatusCode::OK, &link_json(&link))),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_linked",
+            "this account has never been linked",
+        )),
+        Err(e) => Err(flow_error(e.into())),
+    }
+}
+
+/// `POST /api/orgs/{org_id}/token`: an org-scoped access token from the shared cache.
+///
+/// Only orgs with a live link get one. When IMS refuses the org (consent revoked), every link to
+/// it is marked `needs_reauthorization` and the cache entry is reset, so no further request goes
+/// to IMS for that org until a new consent restores the link.
+pub async fn org_token(
+    State(st): State<Arc<ConsentState>>,
+    headers: HeaderMap,
+    Path(org_id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    if !is_org_id(&org_id) {
+        return Err(ApiError::bad_request(
+            "invalid_org_id",
+            "org_id must look like 0123ABCD@AdobeOrg",
+        ));
+    }
+    let status = st
+        .service
+        .store
+        .org_status(org_id.clone())
+        .await
+        .map_err(|e| flow_error(e.into()))?;
+    match status {
+        Some(LinkStatus::Linked) => {}
+        Some(LinkStatus::NeedsReauthorization) => return Err(needs_reauthorization()),
+        Some(LinkStatus::Unlinked) | None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_linked",
+                "no account is linked to this org; an admin of the org must consent first",
+            ));
+        }
+    }
+    let key = TokenKey {
+        credential: st.credential.clone(),
+        org_id: Some(Arc::from(org_id.as_str())),
+        scopes: st.service.scopes.clone(),
+    };
+    match st.cache.get(key.clone()).await {
+        Ok(cached) => {
+            let t = &cached.token;
+            let now = unix_ms(st.service.clock.now());
+            let body = json!({
+                "access_token": t.secret.expose(),
+                "token_type": "bearer",
+                "expires_in": t.expires_at_unix_ms().saturating_sub(now) / 1000,
+                "expires_at_ms": t.expires_at_unix_ms(),
+                "org_id": org_id,
+            });
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        // IMS refusing an org this client holds a consent for is how revocation shows.
+        Err(u) if u.cause.kind == ImsErrorKind::Rejected => {
+            let now = unix_ms(st.service.clock.now());
+            match st
+                .service
+                .store
+                .mark_needs_reauthorization(org_id, now)
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    st.metrics.revocations.inc();
+                    tracing::warn!(
+                        links = n,
+                        debug_id = u.cause.debug_id.as_deref().unwrap_or(""),
+                        "IMS refused an org-scoped token; links marked needs_reauthorization"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return Err(flow_error(e.into())),
+            }
+            st.cache.reset(&key);
+            Err(needs_reauthorization())
+        }
+        Err(u) => Err(ApiError::unavailable(u.retry_after)),
+    }
+}
+
+fn needs_reauthorization() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "needs_reauthorization",
+        "IMS no longer issues tokens for this org (consent revoked?); an admin of the org must connect again",
+    )
+}

@@ -1,0 +1,211 @@
+//! The consent flow over HTTP: `POST /api/connections`, `GET /connect/{ticket}` and the callback.
+//!
+//! Browser-facing responses carry `Referrer-Policy: no-referrer` (the callback URL holds the
+//! id_token and state) and `Cache-Control: no-store`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::internal_auth::require_bearer;
+use crate::consent::{FlowError, SESSION_COOKIE};
+use crate::service::ConsentState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    account_id: String,
+    return_to: String,
+}
+
+/// `POST /api/connections` (internal): a one-time connect URL for an account.
+pub async fn start(
+    State(st): State<Arc<ConsentState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    let req: StartRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "the body must be JSON {{\"account_id\": ..., \"return_to\": ...}} ({})",
+                json_problem(&e)
+            ),
+        )
+    })?;
+    let started = st
+        .service
+        .start(&req.account_id, &req.return_to)
+        .await
+        .map_err(flow_error)?;
+    let body = serde_json::json!({
+        "connect_url": started.connect_url.as_str(),
+        "expires_at": super::rfc3339(started.expires_at_ms),
+        "expires_at_ms": started.expires_at_ms,
+    });
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// `GET /connect/{ticket}` (browser): consumes the ticket, sets the session cookie, and sends
+/// the browser to the consent page.
+pub async fn open(
+    State(st): State<Arc<ConsentState>>,
+    Path(ticket): Path<String>,
+) -> Result<Response, ApiError> {
+    let opened = st.service.open(&ticket).await.map_err(flow_error)?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        opened.session_id,
+        opened.max_age.as_secs()
+    );
+    let mut resp = redirect(opened.consent_url.as_str());
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /consent/callback` (browser, redirected by IMS).
+pub async fn callback(
+    State(st): State<Arc<ConsentState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let session = session_cookie(&headers);
+    let outcome = st
+        .service
+        .callback(session.as_deref(), query.as_deref().unwrap_or(""))
+        .await;
+    let mut resp = match outcome {
+        Ok(r) => {
+            if let Some(org) = r.linked_org {
+                st.cache.reset(&crate::cache::TokenKey {
+                    credential: st.credential.clone(),
+                    org_id: Some(Arc::from(org.as_str())),
+                    scopes: st.service.scopes.clone(),
+                });
+            }
+            redirect(r.location.as_str())
+        }
+        Err(e) => flow_error(e).into_response(),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // The session is spent either way; tell the browser to forget it.
+    h.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-imsgate-consent=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax",
+        ),
+    );
+    resp
+}
+
+/// The session cookie's value; `None` when absent or present more than once (ambiguous).
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((name, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if name == SESSION_COOKIE && found.replace(v.to_owned()).is_some() {
+                return None;
+            }
+        }
+    }
+    found
+}
+
+fn redirect(location: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+pub(super) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// serde's message without the echoed input.
+pub(super) fn json_problem(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => "malformed JSON",
+        Category::Data => "missing, unknown or mistyped fields",
+    }
+}
+
+pub(super) fn flow_error(e: FlowError) -> ApiError {
+    match e {
+        FlowError::BadAccountId => ApiError::bad_request("invalid_account_id", e.to_string()),
+        FlowError::BadReturnTo(_) => ApiError::bad_request("invalid_return_to", e.to_string()),
+        FlowError::TicketUnusable => {
+            ApiError::new(StatusCode::GONE, "connect_link_unusable", e.to_string())
+        }
+        FlowError::NoSession => ApiError::bad_request("invalid_session", e.to_string()),
+        FlowError::Storage(err) => {
+            tracing::error!(error = %err, "storage failed");
+            ApiError::internal()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_cookie_table() {
+        let sid = "a".repeat(43);
+        for (cookies, want) in [
+            (vec![format!("{SESSION_COOKIE}={sid}")], Some(sid.clone())),
+            (
+                vec![format!("x=1; {SESSION_COOKIE}={sid}; y=2")],
+                Some(sid.clone()),
+            ),
+            (
+                vec!["x=1".to_owned(), format!("{SESSION_COOKIE}={sid}")],
+                Some(sid.clone()),
+            ),
+            // Without the prefix it is a different cookie, which any subdomain could set.
+            (vec![format!("imsgate-consent={sid}")], None),
+            (
+                vec![format!("{SESSION_COOKIE}={sid}; {SESSION_COOKIE}=other")],
+                None,
+            ),
+            (vec![], None),
+        ] {
+            let mut h = HeaderMap::new();
+            for c in &cookies {
+                h.append(header::COOKIE, HeaderValue::from_str(c).unwrap());
+            }
+            assert_eq!(session_cookie(&h), want, "{cookies:?}");
+        }
+    }
+}

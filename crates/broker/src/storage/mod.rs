@@ -1,0 +1,113 @@
+//! Durable state in one SQLite file: consent tickets and sessions, account↔org links, and which
+//! client secret last worked.
+//!
+//! Invariant: every write that must not be half-done is one transaction; the database runs in WAL
+//! mode with `synchronous=FULL`, so a committed link survives `kill -9` and power loss alike.
+
+mod consent;
+mod links;
+mod migrations;
+mod secret_usage;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+pub use consent::{ConsentSession, NewSession, SessionTake, TicketTake};
+pub use links::{Link, LinkStatus};
+pub use secret_usage::SecretUsage;
+
+/// Why a storage call failed. The message names the file, never row contents.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database task failed")]
+    Join,
+}
+
+/// A handle to the database. Cheap to clone; calls run on the blocking pool so the async runtime
+/// never waits on disk.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let err = |source| StorageError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        migrations::apply(&mut conn).map_err(err)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.conn.lock();
+            f(&mut conn).map_err(|source| StorageError::Sqlite {
+                path: inner.path.display().to_string(),
+                source,
+            })
+        })
+        .await
+        .map_err(|_| StorageError::Join)?
+    }
+
+    /// Runs `f` synchronously; for the CLI, which has no runtime to spare.
+    pub fn call_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.inner.conn.lock();
+        f(&mut conn).map_err(|source| StorageError::Sqlite {
+            path: self.inner.path.display().to_string(),
+            source,
+        })
+    }
+}
