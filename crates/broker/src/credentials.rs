@@ -113,11 +113,11 @@ impl ImsFetcher {
                     }
                     cred.active.store(i, Ordering::Relaxed);
                     cred.last_success.lock()[i] = Some(token.issued_at);
-                    self.record(cred, i, true);
+                    self.record(cred, i, true).await;
                     return Ok(token);
                 }
                 Err(e) if e.kind == ImsErrorKind::InvalidClient => {
-                    self.record(cred, i, false);
+                    self.record(cred, i, false).await;
                     last_err = e;
                 }
                 Err(e) => return Err(e),
@@ -128,22 +128,20 @@ impl ImsFetcher {
 }
 
 impl ImsFetcher {
-    /// Records which secret worked, off the request path: a slow disk must not delay tokens.
-    fn record(&self, cred: &Credential, index: usize, success: bool) {
-        let Some(store) = self.store.clone() else {
+    /// Records which secret worked, for `doctor`. IMS requests are rare (one per refresh), so
+    /// the write is awaited: a one-shot `imsgate token` must not exit before it lands.
+    async fn record(&self, cred: &Credential, index: usize, success: bool) {
+        let Some(store) = &self.store else {
             return;
         };
-        let credential = cred.config.name.clone();
         let secret_ref = cred.config.client_secrets[index].to_string();
         let now = crate::clock::unix_ms(self.clock.now());
-        tokio::spawn(async move {
-            if let Err(e) = store
-                .record_secret_result(credential, secret_ref, success, now)
-                .await
-            {
-                tracing::warn!(error = %e, "could not record client secret usage");
-            }
-        });
+        if let Err(e) = store
+            .record_secret_result(cred.config.name.clone(), secret_ref, success, now)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record client secret usage");
+        }
     }
 }
 

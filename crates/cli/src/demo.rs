@@ -10,7 +10,7 @@ use base64::Engine;
 use imsgate_broker::Broker;
 use imsgate_broker::clock::{Clock, SystemClock, unix_ms};
 use imsgate_broker::config::Config;
-use imsgate_emulator::{Emulator, EmulatorConfig};
+use imsgate_emulator::{Emulator, EmulatorClient, EmulatorConfig};
 use rand::RngCore;
 
 use crate::run::{CliResult, bind, demo_client, shutdown_signal};
@@ -37,8 +37,21 @@ fn write_secret(dir: &Path, name: &str, value: &str) -> Result<(), Vec<String>> 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
 
+/// The Enterprise Web App client the demo's consent flow uses.
+pub const WEB_APP_CLIENT: &str = "imsgate-demo-webapp";
+
 /// The broker config the demo writes, pointing at the emulator.
-pub fn demo_config(emulator_url: &str, listen: SocketAddr, namespace: uuid::Uuid) -> String {
+pub fn demo_config(
+    emulator_url: &str,
+    listen: SocketAddr,
+    namespace: uuid::Uuid,
+    app_url: &str,
+) -> String {
+    // Dots escaped for the regex, then backslashes doubled for the TOML string.
+    let pattern = format!(
+        "http://{}/consent/.*",
+        listen.to_string().replace('.', "\\\\.")
+    );
     format!(
         r#"# Written by `imsgate demo`: a broker wired to the local IMS emulator.
 [server]
@@ -62,6 +75,28 @@ allowed_origins = ["http://localhost:5173", "http://127.0.0.1:5173"]
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 hs256_secret = "file:caller_hs256_key"
+
+[credentials.partner-web-app]
+type = "enterprise_web_app"
+client_id = "{WEB_APP_CLIENT}"
+client_secret = "file:web_app_secret"
+scopes = ["openid", "AdobeID", "read_organizations"]
+default_redirect_uri = "http://{listen}/consent/callback"
+redirect_uri_patterns = ["{pattern}"]
+
+[consent]
+credential = "partner-web-app"
+public_url = "http://{listen}"
+consent_url = "{emulator_url}/consent"
+return_to_origins = ["{app_url}"]
+# Plain-http loopback redirect URIs are for local runs only.
+development_mode = true
+
+[internal_api]
+api_key = "file:internal_api_key"
+
+[storage]
+sqlite_path = "imsgate.sqlite"
 "#
     )
 }
@@ -84,7 +119,12 @@ pub fn caller_token(key: &str, sub: &str, lifetime_secs: u64) -> String {
     .unwrap_or_default()
 }
 
-pub async fn run(listen: SocketAddr, emulator_listen: SocketAddr, lifetime: u64) -> CliResult {
+pub async fn run(
+    listen: SocketAddr,
+    emulator_listen: SocketAddr,
+    app_listen: SocketAddr,
+    lifetime: u64,
+) -> CliResult {
     let dir = tempfile::Builder::new()
         .prefix("imsgate-demo-")
         .tempdir()
@@ -96,24 +136,44 @@ pub async fn run(listen: SocketAddr, emulator_listen: SocketAddr, lifetime: u64)
         })?;
     let client_secret = random_secret();
     let caller_key = random_secret();
+    let web_app_secret = random_secret();
+    let internal_key = random_secret();
     write_secret(dir.path(), "client_secret", &client_secret)?;
     write_secret(dir.path(), "caller_hs256_key", &caller_key)?;
+    write_secret(dir.path(), "web_app_secret", &web_app_secret)?;
+    write_secret(dir.path(), "internal_api_key", &internal_key)?;
 
-    let emulator = Emulator::new(EmulatorConfig {
-        issuer: None,
-        clients: vec![demo_client(&client_secret, lifetime)],
-    })
-    .start(emulator_listen)
-    .await
-    .map_err(|e| vec![format!("cannot listen on {emulator_listen} for the emulator ({}); pass --emulator-listen 127.0.0.1:0", e.kind())])?;
-
+    // The broker's address must be known before the emulator learns its redirect URI.
     let listener = bind(
         listen,
         "broker (pass --listen 127.0.0.1:0 for any free port)",
     )
     .await?;
     let addr = listener.local_addr().map_err(|e| vec![e.to_string()])?;
-    let text = demo_config(emulator.base_url(), addr, uuid::Uuid::new_v4());
+    let app_listener = bind(app_listen, "demo partner app").await?;
+    let app_addr = app_listener.local_addr().map_err(|e| vec![e.to_string()])?;
+    let app_url = format!("http://{app_addr}");
+
+    let mut web_app = EmulatorClient::new(
+        WEB_APP_CLIENT,
+        &web_app_secret,
+        &["openid", "AdobeID", "read_organizations"],
+        3599,
+    );
+    web_app.default_redirect_uri = Some(format!("http://{addr}/consent/callback"));
+    web_app.redirect_uri_patterns = vec![format!(
+        "http://{}/consent/.*",
+        addr.to_string().replace('.', "\\.")
+    )];
+    let emulator = Emulator::new(EmulatorConfig {
+        issuer: None,
+        clients: vec![demo_client(&client_secret, lifetime), web_app],
+    })
+    .start(emulator_listen)
+    .await
+    .map_err(|e| vec![format!("cannot listen on {emulator_listen} for the emulator ({}); pass --emulator-listen 127.0.0.1:0", e.kind())])?;
+
+    let text = demo_config(emulator.base_url(), addr, uuid::Uuid::new_v4(), &app_url);
     let config_path = dir.path().join("imsgate.toml");
     std::fs::write(&config_path, &text)
         .map_err(|e| vec![format!("cannot write the demo config: {}", e.kind())])?;
@@ -132,11 +192,33 @@ pub async fn run(listen: SocketAddr, emulator_listen: SocketAddr, lifetime: u64)
     println!("Get a client token as a signed-in user would (caller token valid for 1 hour):");
     println!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/client-token");
     println!();
+    println!(
+        "Connect an Adobe org (admin consent): open the partner app and click \"Connect with Adobe\":"
+    );
+    println!("  {app_url}/");
+    println!("or start a connection the way a partner backend does (internal API key):");
+    println!(
+        "  curl -X POST -H 'Authorization: Bearer {internal_key}' -H 'Content-Type: application/json' -d '{{\"account_id\": \"demo-account-1\", \"return_to\": \"{app_url}/\"}}' http://{addr}/api/connections"
+    );
+    println!(
+        "Linked orgs (user name anything, password = the internal API key): http://{addr}/admin"
+    );
+    println!();
     println!("Health, readiness and metrics:");
     println!("  curl http://{addr}/readyz");
     println!("  curl http://{addr}/metrics");
 
+    let app = crate::demo_app::router(Arc::new(crate::demo_app::AppState {
+        broker_url: format!("http://{addr}"),
+        app_url,
+        internal_key,
+        http: reqwest::Client::new(),
+    }));
+    let app_task = tokio::spawn(async move {
+        let _ = axum::serve(app_listener, app).await;
+    });
     let served = broker.serve(listener, shutdown_signal()).await;
+    app_task.abort();
     emulator.shutdown().await;
     drop(dir);
     served.map_err(|e| vec![format!("server error: {e}")])

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod demo;
+mod demo_app;
 mod logging;
 mod run;
 
@@ -38,6 +39,9 @@ enum Command {
         /// Address for the IMS emulator (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         emulator_listen: SocketAddr,
+        /// Address for the demo's stand-in partner app with the "Connect with Adobe" button.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        app_listen: SocketAddr,
         /// Lifetime in seconds of the emulator's client-entitlement tokens (Adobe uses 300).
         #[arg(long, default_value_t = 300)]
         token_lifetime: u64,
@@ -96,8 +100,9 @@ fn main() -> ExitCode {
             Command::Demo {
                 listen,
                 emulator_listen,
+                app_listen,
                 token_lifetime,
-            } => demo::run(listen, emulator_listen, token_lifetime).await,
+            } => demo::run(listen, emulator_listen, app_listen, token_lifetime).await,
             Command::Serve { config } => run::serve(&config).await,
             Command::Emulator { listen, config } => run::emulator(listen, config.as_deref()).await,
             Command::Token { config, credential } => run::token(&config, &credential).await,

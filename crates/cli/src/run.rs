@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use imsgate_broker::Broker;
 use imsgate_broker::clock::SystemClock;
-use imsgate_broker::config::Config;
+use imsgate_broker::config::{Config, CredentialKind};
 use imsgate_emulator::{Emulator, EmulatorClient, EmulatorConfig};
 
 pub type CliResult = Result<(), Vec<String>>;
@@ -59,11 +59,71 @@ pub async fn serve(config: &Path) -> CliResult {
         .map_err(|e| vec![format!("server error: {e}")])
 }
 
-pub async fn doctor(config: &Path) -> CliResult {
-    let config = load(config)?;
-    Broker::build(config, Arc::new(SystemClock))?;
-    println!("configuration OK");
+/// Checks the config and its secrets, then reports what an operator needs: each credential,
+/// which client secret last worked and when, and the consent settings.
+pub async fn doctor(path: &Path) -> CliResult {
+    let config = load(path)?;
+    let broker = Broker::build(config.clone(), Arc::new(SystemClock))?;
+    let usage = match &broker.state.store {
+        Some(store) => store
+            .secret_usage_blocking()
+            .map_err(|e| vec![format!("cannot read secret usage: {e}")])?,
+        None => Vec::new(),
+    };
+    println!("configuration OK: {}", path.display());
+    for (name, c) in &config.credentials {
+        let kind = match c.kind {
+            CredentialKind::OAuthServerToServer => "oauth_server_to_server",
+            CredentialKind::EnterpriseWebApp => "enterprise_web_app",
+        };
+        println!("credential {name:?}: {kind}, client id {}", c.client_id);
+        for (i, r) in c.client_secrets.iter().enumerate() {
+            let r = r.to_string();
+            let u = usage
+                .iter()
+                .find(|u| &u.credential == name && u.secret_ref == r);
+            let success = u.and_then(|u| u.last_success_ms);
+            let failure = u.and_then(|u| u.last_failure_ms);
+            let mut line = match success {
+                Some(ms) => format!("last succeeded {}", rfc3339(ms)),
+                None => "never succeeded".to_owned(),
+            };
+            if let Some(ms) = failure.filter(|f| success.is_none_or(|s| *f > s)) {
+                line.push_str(&format!(", refused by IMS {}", rfc3339(ms)));
+            }
+            println!("  secret [{i}] {r}: {line}");
+        }
+        if c.client_secrets.len() == 2 && broker.state.store.is_none() {
+            println!(
+                "  (configure [storage] to record which secret works, so the old one can be deleted safely)"
+            );
+        }
+        if let Some(web) = &c.web_app {
+            println!("  default redirect URI {}", web.default_redirect_uri);
+            for (i, p) in web.redirect_uri_patterns.iter().enumerate() {
+                println!("  redirect pattern [{i}] {p}");
+            }
+        }
+    }
+    if let Some(cc) = &config.consent {
+        println!(
+            "consent: credential {:?}, callback {} (allowed by its redirect rules)",
+            cc.credential, cc.callback_url
+        );
+        if cc.development_mode {
+            println!(
+                "  warning: development_mode is on: plain-http loopback redirect URIs are accepted; turn it off in production"
+            );
+        }
+    }
+    if let Some(s) = &config.storage {
+        println!("storage: {}", s.sqlite_path.display());
+    }
     Ok(())
+}
+
+fn rfc3339(ms: u64) -> String {
+    imsgate_broker::http::rfc3339(ms)
 }
 
 pub async fn token(config: &Path, credential: &str) -> CliResult {
@@ -121,6 +181,7 @@ pub async fn emulator(listen: SocketAddr, config: Option<&Path>) -> CliResult {
             clients: vec![demo_client("demo-secret", 86_399)],
         },
     };
+    config.validate()?;
     let running = Emulator::new(config).start(listen).await.map_err(|e| {
         vec![format!(
             "cannot listen on {listen} for the emulator ({}); choose another address",

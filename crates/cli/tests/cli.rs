@@ -76,6 +76,40 @@ async fn demo_prints_a_working_curl_line() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["clientAccessToken"].as_str().unwrap().len() > 100);
     assert_eq!(body["tokenId"].as_str().unwrap().len(), 36);
+
+    // The consent lines: the partner app page, and the internal-API curl line, which works.
+    let mut app = None;
+    let post = loop {
+        let line = rx
+            .recv_timeout(deadline - Instant::now())
+            .expect("demo printed the connections curl line");
+        if line.trim_start().starts_with("http://127.0.0.1:") && line.trim_end().ends_with('/') {
+            app = Some(line.trim().to_owned());
+        }
+        if line.trim_start().starts_with("curl -X POST") {
+            break line;
+        }
+    };
+    let app = app.expect("demo printed the partner app URL");
+    let page = reqwest::get(&app).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Connect with Adobe"), "{page}");
+    // curl -X POST -H 'Authorization: Bearer KEY' -H '...' -d 'BODY' URL
+    let quoted: Vec<&str> = post.split('\'').collect();
+    let key = quoted[1].strip_prefix("Authorization: Bearer ").unwrap();
+    let json_body = quoted[5];
+    let url = post.rsplit(' ').next().unwrap();
+    assert!(url.ends_with("/api/connections"), "{post}");
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .body(json_body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert!(v["connect_url"].as_str().unwrap().contains("/connect/"));
 }
 
 fn write_private(path: &std::path::Path, content: &str, mode: u32) {
@@ -307,4 +341,123 @@ fn logs_are_json_lines_with_the_flag_and_text_without() {
         text_line.contains("INFO") && text_line.contains("imsgate broker listening"),
         "{text_line}"
     );
+}
+
+#[test]
+fn doctor_reports_each_redirect_rule_violation_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("w.secret"), "value", 0o600);
+    write_private(&dir.path().join("k.secret"), &"k".repeat(40), 0o600);
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[credentials.web]
+type = "enterprise_web_app"
+client_id = "w"
+client_secret = "file:w.secret"
+scopes = ["openid"]
+default_redirect_uri = "http://app.example.com/cb"
+redirect_uri_patterns = ["https://.*\\.example\\.com/cb", "https://app\\.example\\.com:.*/cb", "https://app.example\\.com/cb/.*"]
+
+[consent]
+credential = "web"
+public_url = "https://app.example.com"
+return_to_origins = ["https://app.example.com"]
+
+[internal_api]
+api_key = "file:k.secret"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.trim().lines().collect();
+    for want in [
+        "default redirect URI, position 0",
+        "redirect pattern [0], position 8",
+        "redirect pattern [1], position 26",
+        "redirect pattern [2], position 11",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(want) && l.starts_with("imsgate: ")),
+            "missing {want:?} in:\n{err}"
+        );
+    }
+}
+
+// Multi-threaded: the emulator must keep serving while this thread waits on the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_shows_which_client_secret_last_worked() {
+    // IMS knows only the new secret; the config lists the old one first, as during rotation.
+    let emulator = Emulator::new(EmulatorConfig {
+        issuer: None,
+        clients: vec![EmulatorClient::new(
+            "cli-client",
+            "new-secret-value",
+            &["openid", "AdobeID", "firefly_api"],
+            3600,
+        )],
+    })
+    .start("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("old.secret"), "old-secret-value", 0o600);
+    write_private(&dir.path().join("new.secret"), "new-secret-value", 0o600);
+    let cfg = dir.path().join("imsgate.toml");
+    let text = config(emulator.base_url()).replace(
+        "client_secret = \"file:s2s.secret\"",
+        "client_secrets = [\"file:old.secret\", \"file:new.secret\"]",
+    ) + "\n[storage]\nsqlite_path = \"state.sqlite\"\n";
+    std::fs::write(&cfg, text).unwrap();
+
+    let doctor = || {
+        let out = Command::new(BIN)
+            .args(["doctor", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = doctor();
+    assert!(before.contains("secret [0] file:"), "{before}");
+    assert!(before.contains("old.secret: never succeeded"), "{before}");
+    assert!(before.contains("new.secret: never succeeded"), "{before}");
+
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--credential",
+            "s2s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let after = doctor();
+    let old = after.lines().find(|l| l.contains("old.secret")).unwrap();
+    let new = after.lines().find(|l| l.contains("new.secret")).unwrap();
+    assert!(
+        old.contains("never succeeded, refused by IMS 20"),
+        "{after}"
+    );
+    assert!(new.contains("last succeeded 20"), "{after}");
+    assert!(!after.contains("new-secret-value") && !after.contains("old-secret-value"));
 }

@@ -1,0 +1,194 @@
+//! The demo's stand-in for a partner application: a page with a "Connect with Adobe" button whose
+//! backend calls imsgate's internal API, as a real partner backend would.
+//!
+//! It holds the internal API key server-side; the browser never sees it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use imsgate_broker::http::admin_page::escape;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub broker_url: String,
+    pub app_url: String,
+    pub internal_key: String,
+    pub http: reqwest::Client,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/connect", post(connect))
+        .route("/token", post(org_token))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct HomeQuery {
+    account: Option<String>,
+    result: Option<String>,
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AccountForm {
+    account_id: String,
+}
+
+#[derive(Deserialize)]
+struct OrgForm {
+    org_id: String,
+    account_id: String,
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width:46rem}\
+.ok{background:#e6f4ea}.warn{background:#fff3cd}.err{background:#fde8e8}\
+.banner{padding:.6rem 1rem;border-radius:.4rem}code{word-break:break-all}";
+
+fn page(body: &str) -> Response {
+    let mut resp = Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Partner app (imsgate demo)</title><style>{STYLE}</style></head><body><h1>Partner app</h1>{body}</body></html>"
+    ))
+    .into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action *"),
+    );
+    resp
+}
+
+async fn home(State(st): State<Arc<AppState>>, Query(q): Query<HomeQuery>) -> Response {
+    let account = q.account.unwrap_or_else(|| "demo-account-1".to_owned());
+    let mut body = String::new();
+    if let Some(result) = &q.result {
+        let class = match result.as_str() {
+            "linked" => "ok",
+            "cancelled" => "warn",
+            _ => "err",
+        };
+        body.push_str(&format!(
+            "<p id=\"result\" class=\"banner {class}\">Consent result: <b>{}</b> ({})</p>",
+            escape(result),
+            escape(q.code.as_deref().unwrap_or(""))
+        ));
+    }
+    let status = st
+        .http
+        .get(format!("{}/api/connections/{account}", st.broker_url))
+        .bearer_auth(&st.internal_key)
+        .send()
+        .await;
+    let status: Option<Value> = match status {
+        Ok(r) if r.status().is_success() => r.json().await.ok(),
+        _ => None,
+    };
+    let link_status = status
+        .as_ref()
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or("unknown");
+    body.push_str(&format!(
+        "<p>Account <code>{}</code> is <b id=\"status\">{}</b>",
+        escape(&account),
+        escape(link_status)
+    ));
+    if let Some(org) = status.as_ref().and_then(|s| s["org_id"].as_str()) {
+        body.push_str(&format!(
+            " to Adobe org <code id=\"org\">{}</code>",
+            escape(org)
+        ));
+        body.push_str(&format!(
+            "</p><form method=\"post\" action=\"/token\"><input type=\"hidden\" name=\"org_id\" value=\"{}\"><input type=\"hidden\" name=\"account_id\" value=\"{}\"><button id=\"get-token\">Get an org-scoped token</button></form><p>",
+            escape(org),
+            escape(&account)
+        ));
+    }
+    body.push_str("</p>");
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/connect\"><label>Account id <input id=\"account\" name=\"account_id\" value=\"{}\"></label> <button id=\"connect\">Connect with Adobe</button></form>\
+<p>The button asks this app's backend to call <code>POST {}/api/connections</code> with the internal API key, then sends you to the one-time connect URL.</p>",
+        escape(&account),
+        escape(&st.broker_url)
+    ));
+    page(&body)
+}
+
+async fn connect(State(st): State<Arc<AppState>>, Form(f): Form<AccountForm>) -> Response {
+    let return_to = format!("{}/?account={}", st.app_url, url_encode(&f.account_id));
+    let r = st
+        .http
+        .post(format!("{}/api/connections", st.broker_url))
+        .bearer_auth(&st.internal_key)
+        .json(&serde_json::json!({"account_id": f.account_id, "return_to": return_to}))
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status() == StatusCode::CREATED => {
+            let v: Value = r.json().await.unwrap_or_default();
+            let url = v["connect_url"].as_str().unwrap_or("/");
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            if let Ok(v) = HeaderValue::from_str(url) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Ok(r) => {
+            let v: Value = r.json().await.unwrap_or_default();
+            page(&format!(
+                "<p class=\"banner err\">imsgate refused: {}</p><p><a href=\"/\">Back</a></p>",
+                escape(v["error_description"].as_str().unwrap_or("unknown error"))
+            ))
+        }
+        Err(_) => page("<p class=\"banner err\">imsgate is not reachable.</p>"),
+    }
+}
+
+async fn org_token(State(st): State<Arc<AppState>>, Form(f): Form<OrgForm>) -> Response {
+    let r = st
+        .http
+        .post(format!(
+            "{}/api/orgs/{}/token",
+            st.broker_url,
+            url_encode(&f.org_id)
+        ))
+        .bearer_auth(&st.internal_key)
+        .send()
+        .await;
+    let back = format!(
+        "<p><a href=\"/?account={}\">Back</a></p>",
+        escape(&url_encode(&f.account_id))
+    );
+    match r {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            let v: Value = r.json().await.unwrap_or_default();
+            if ok {
+                let token = v["access_token"].as_str().unwrap_or("");
+                // Enough of the token to recognise it; a page is no place for a bearer token.
+                let shown: String = token.chars().take(24).collect();
+                page(&format!(
+                    "<p class=\"banner ok\" id=\"token\">Org token <code>{}…</code> expires in {} s.</p>{back}",
+                    escape(&shown),
+                    v["expires_in"]
+                ))
+            } else {
+                page(&format!(
+                    "<p class=\"banner err\" id=\"token\">{}: {}</p>{back}",
+                    escape(v["error"].as_str().unwrap_or("error")),
+                    escape(v["error_description"].as_str().unwrap_or(""))
+                ))
+            }
+        }
+        Err(_) => page("<p class=\"banner err\">imsgate is not reachable.</p>"),
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
