@@ -141,3 +141,94 @@ fn reports_every_problem_at_once() {
     let err = Config::parse(&unknown, Path::new("/")).unwrap_err();
     assert_eq!(err.problems.len(), 2, "{err}");
 }
+
+#[test]
+fn the_documented_complete_example_parses() {
+    let doc = include_str!("../../../../docs/configuration.md");
+    let start = doc.find("```toml\n").expect("an example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("closed");
+    let c = Config::parse(&doc[start..end], Path::new("/etc/imsgate")).unwrap();
+    let consent = c.consent.expect("the example configures consent");
+    assert_eq!(
+        consent.callback_url.as_str(),
+        "https://app.example.com/imsgate/consent/callback"
+    );
+    assert_eq!(
+        consent.issuers,
+        vec![
+            "https://ims-na1.adobelogin.com".to_owned(),
+            "https://ims-na1.adobelogin.com/ims".to_owned()
+        ]
+    );
+    assert!(!consent.development_mode);
+    assert!(c.internal_api.is_some());
+    assert_eq!(
+        c.storage.unwrap().sqlite_path,
+        Path::new("/var/lib/imsgate/imsgate.sqlite")
+    );
+    assert_eq!(
+        c.credentials["partner"].kind,
+        CredentialKind::EnterpriseWebApp
+    );
+}
+
+/// Each case: a consent config mutated one way, and a fragment of the problem it must report.
+#[test]
+fn consent_problems_table() {
+    let doc = include_str!("../../../../docs/configuration.md");
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let good = &doc[start..end];
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "public_url = \"https://app.example.com/imsgate\"",
+            "public_url = \"https://other.example.com\"",
+            "consent.callback_url: \"https://other.example.com/consent/callback\" is neither",
+        ),
+        (
+            "credential = \"partner\"",
+            "credential = \"firefly\"",
+            "must have type = \"enterprise_web_app\"",
+        ),
+        (
+            "return_to_origins = [\"https://app.example.com\"]",
+            "return_to_origins = []",
+            "return_to_origins must list",
+        ),
+        (
+            "return_to_origins = [\"https://app.example.com\"]",
+            "return_to_origins = [\"https://app.example.com/path\"]",
+            "consent.return_to_origins",
+        ),
+        (
+            "[internal_api]\napi_key = \"file:/etc/imsgate/internal-api.key\"",
+            "",
+            "internal_api: api_key is required",
+        ),
+        (
+            "default_redirect_uri = \"https://app.example.com/imsgate/consent/callback\"",
+            "default_redirect_uri = \"https://*.example.com/cb\"",
+            "credentials.partner: default redirect URI, position",
+        ),
+        (
+            "session_ttl_seconds = 900",
+            "session_ttl_seconds = 0",
+            "consent.session_ttl_seconds: must be between 1 and 3600",
+        ),
+        (
+            "type = \"oauth_server_to_server\"",
+            "type = \"oauth_server_to_server\"\ndefault_redirect_uri = \"https://a.example.com/\"",
+            "apply to enterprise_web_app credentials only",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(good.contains(from), "case source missing: {from}");
+        let text = good.replacen(from, to, 1);
+        let err = Config::parse(&text, Path::new("/etc/imsgate")).unwrap_err();
+        assert!(
+            err.problems.iter().any(|p| p.contains(want)),
+            "{to}: want {want:?} in {:?}",
+            err.problems
+        );
+    }
+}
