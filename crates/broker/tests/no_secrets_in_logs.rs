@@ -79,3 +79,69 @@ async fn logs_never_contain_secrets_or_tokens() {
         assert!(!logs.contains(secret), "logs contain the {name}");
     }
 }
+
+// The consent flow at TRACE: nothing from the id_token, the session or the internal key.
+#[tokio::test(flavor = "current_thread")]
+async fn consent_logs_never_contain_the_id_token_or_session_material() {
+    use support::consent::*;
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = ConsentHarness::start(ConsentOptions::default()).await;
+    // issue_id_token signs without recording a consent; IMS needs one for org tokens.
+    h.emulator.grant_consent(EWA_CLIENT, ORG_B).unwrap();
+    let (mut browser, q) = h.open_session("acct-logs").await;
+    let session = browser.cookies["__Host-imsgate-consent"].clone();
+    let id_token = h
+        .emulator
+        .issue_id_token(EWA_CLIENT, ORG_B, Some(q["nonce"].as_str()));
+    // A refused token is logged (with its reason), then a good one links.
+    let bad = h
+        .emulator
+        .issue_id_token(EWA_CLIENT, ORG_B, Some("wrong-nonce"));
+    let r = browser
+        .get(&format!(
+            "{}/consent/callback?admin_consent=true&state={}&id_token={bad}",
+            h.url, q["state"]
+        ))
+        .await;
+    assert_eq!(query_of(&location(&r))["code"], "id_token_nonce");
+    let (mut browser, q2) = h.open_session("acct-logs").await;
+    let good = h
+        .emulator
+        .issue_id_token(EWA_CLIENT, ORG_B, Some(q2["nonce"].as_str()));
+    let r = browser
+        .get(&format!(
+            "{}/consent/callback?admin_consent=true&state={}&id_token={good}",
+            h.url, q2["state"]
+        ))
+        .await;
+    assert_eq!(query_of(&location(&r))["result"], "linked");
+    let token: Value = h.org_token(ORG_B).await.json().await.unwrap();
+    let access = token["access_token"].as_str().unwrap().to_owned();
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("consent id_token refused"), "{logs}");
+    assert!(logs.contains("account linked"), "{logs}");
+    for (name, secret) in [
+        ("internal API key", INTERNAL_KEY),
+        ("web app client secret", EWA_SECRET),
+        ("id_token", id_token.as_str()),
+        ("refused id_token", bad.as_str()),
+        ("linked id_token", good.as_str()),
+        ("id_token signature", good.rsplit('.').next().unwrap()),
+        ("session id", session.as_str()),
+        ("state", q["state"].as_str()),
+        ("nonce", q2["nonce"].as_str()),
+        ("org id from the id_token", ORG_B),
+        ("org access token", access.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "logs contain the {name}");
+    }
+}
