@@ -151,12 +151,15 @@ impl Broker {
                     config.ims.request_timeout,
                 )
                 .map_err(|e| vec![e])?;
-                let default_uri = cred
+                // Sent explicitly whenever a pattern allows it; left out only when the callback is
+                // the default redirect URI and no pattern matches it, since IMS checks an explicit
+                // `redirect_uri` against the patterns alone.
+                let matches = cred
                     .web_app
                     .as_ref()
-                    .map(|w| w.default_redirect_uri.as_str());
-                let redirect_uri = (default_uri != Some(cc.callback_url.as_str()))
-                    .then(|| cc.callback_url.to_string());
+                    .and_then(|w| crate::config::redirect_rules(w, cc.development_mode).ok())
+                    .is_some_and(|r| r.matches_pattern(cc.callback_url.as_str()));
+                let redirect_uri = matches.then(|| cc.callback_url.to_string());
                 let service = crate::consent::ConsentService {
                     redirect_uri,
                     config: cc.clone(),

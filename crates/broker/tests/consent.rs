@@ -235,8 +235,8 @@ async fn starting_a_connection_checks_the_caller_and_the_input() {
         );
     }
     assert_ne!(q["state"], q["nonce"]);
-    // The callback is the default redirect URI, so it is not repeated.
-    assert!(!q.contains_key("redirect_uri"));
+    // A pattern matches the callback, so it is sent explicitly (and the emulator checks it).
+    assert_eq!(q["redirect_uri"], format!("{}/consent/callback", h.url));
     let r = h.browser().get(connect).await;
     assert_eq!(r.status(), StatusCode::GONE);
     let r = h

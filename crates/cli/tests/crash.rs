@@ -153,6 +153,8 @@ sqlite_path = "links.sqlite"
             .to_owned();
         let consent = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
         let q: HashMap<String, String> = consent.query_pairs().into_owned().collect();
+        // No pattern is configured, so the callback (the default redirect URI) is not repeated.
+        assert!(!q.contains_key("redirect_uri"));
         let org = ORGS[i % 2];
         let id_token = emulator.issue_id_token(CLIENT, org, Some(&q["nonce"]));
         let callback = format!(

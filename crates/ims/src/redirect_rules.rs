@@ -175,6 +175,13 @@ impl RedirectRules {
         uri == self.default_redirect_uri || self.patterns.iter().any(|p| p.regex.is_match(uri))
     }
 
+    /// Whether `uri` may be sent as an explicit `redirect_uri`: it passes the candidate checks and
+    /// fully matches a pattern (Adobe matches explicit values against the patterns only).
+    pub fn matches_pattern(&self, uri: &str) -> bool {
+        candidate_problems(uri, self.dev_mode).is_empty()
+            && self.patterns.iter().any(|p| p.regex.is_match(uri))
+    }
+
     pub fn default_redirect_uri(&self) -> &str {
         &self.default_redirect_uri
     }
@@ -1076,6 +1083,30 @@ mod tests {
             if let Ok(rules) = new(DEFAULT, &[r"https://data\.myapp\.com/.*"], true) {
                 let _ = rules.allows(&s);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod explicit_redirect_tests {
+    use super::RedirectRules;
+
+    #[test]
+    fn only_pattern_matches_may_be_sent_explicitly() {
+        let rules = RedirectRules::new(
+            "https://app.example.com/default",
+            &[r"https://app\.example\.com/cb/.*".to_owned()],
+            false,
+        )
+        .unwrap();
+        for (uri, allows, explicit) in [
+            ("https://app.example.com/default", true, false),
+            ("https://app.example.com/cb/x", true, true),
+            ("https://app.example.com/cb/../default", false, false),
+            ("https://app.example.com/other", false, false),
+        ] {
+            assert_eq!(rules.allows(uri), allows, "{uri}");
+            assert_eq!(rules.matches_pattern(uri), explicit, "{uri}");
         }
     }
 }

@@ -38,8 +38,8 @@ pub struct ConsentService {
     pub jwks: JwksCache,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
-    /// The `redirect_uri` parameter: omitted when the callback is the credential's default
-    /// redirect URI, since IMS checks an explicit one against the patterns only.
+    /// The `redirect_uri` parameter: the callback URL when a redirect pattern matches it; `None`
+    /// when the callback is the default redirect URI and no pattern matches it.
     pub redirect_uri: Option<String>,
 }
 
