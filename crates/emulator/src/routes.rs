@@ -28,6 +28,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/ims/keys", get(keys))
         .route("/ims/.well-known/openid-configuration", get(discovery))
         .route("/ims/validate_token/v1", post(validate))
+        .route("/ims/userinfo/v2", get(userinfo).options(userinfo_preflight))
         .route(
             "/consent",
             get(crate::consent_page::consent_page).post(crate::consent_page::consent_decision),
@@ -360,6 +361,50 @@ async fn validate(AxState(state): St, body: Bytes) -> Response {
         Err(reason) => json!({"valid": false, "reason": reason}),
     };
     with_debug_id(Json(body).into_response())
+}
+
+/// Browsers call this with a bearer token and no cookies, so any origin may; that is how a demo
+/// page proves the client token it got from imsgate is accepted.
+fn cors(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("authorization"),
+    );
+    h.insert("access-control-allow-methods", HeaderValue::from_static("GET"));
+    resp
+}
+
+async fn userinfo_preflight() -> Response {
+    cors(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /ims/userinfo/v2` with `Authorization: Bearer <access token>`: who the token is for.
+async fn userinfo(AxState(state): St, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let resp = match token.map(|t| verify_access_token(&state, t)) {
+        Some(Ok(claims)) => with_debug_id(
+            Json(json!({
+                "sub": claims.get("user_id").cloned().unwrap_or_default(),
+                "client_id": claims.get("client_id").cloned().unwrap_or_default(),
+                "as": "ims-na1",
+            }))
+            .into_response(),
+        ),
+        Some(Err(reason)) => ims_error(StatusCode::UNAUTHORIZED, "invalid_token", reason),
+        None => ims_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "a bearer access token is required",
+        ),
+    };
+    cors(resp)
 }
 
 fn parse_endpoint(name: &str) -> Option<Endpoint> {

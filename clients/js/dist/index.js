@@ -1,0 +1,275 @@
+/**
+ * A `ClientAuthProvider` for Adobe's Express Embed SDK, backed by imsgate's `GET /api/client-token`.
+ *
+ * The SDK calls the provider whenever it needs a token. The provider caches the token, shares one
+ * request among concurrent calls, refreshes a margin before expiry, keeps serving the old token
+ * while a refresh fails and the old one is still valid, retries network errors and 5xx with
+ * exponential backoff and jitter, honours `Retry-After` on 429, asks the partner's caller
+ * credential again once on 401, and validates every response before the SDK sees it.
+ */
+/** Every failure the provider reports. `message` says what happened and what to check. */
+export class ClientAuthError extends Error {
+    constructor(kind, message, status, code) {
+        super(message);
+        this.name = "ClientAuthError";
+        this.kind = kind;
+        this.status = status;
+        this.code = code;
+    }
+}
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Validates imsgate's response body; a bad one never reaches the SDK. */
+export function parseClientToken(body, nowMs) {
+    const bad = (what) => new ClientAuthError("invalid_response", `imsgate's client-token response ${what}`);
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw bad("is not a JSON object");
+    }
+    const b = body;
+    const token = b["clientAccessToken"];
+    const expiry = b["tokenExpiryTimestampMs"];
+    const id = b["tokenId"];
+    if (typeof token !== "string" || token.length === 0) {
+        throw bad("has no clientAccessToken string");
+    }
+    if (typeof expiry !== "number" || !Number.isSafeInteger(expiry)) {
+        throw bad("has no integer tokenExpiryTimestampMs");
+    }
+    if (expiry <= nowMs) {
+        throw bad("carries a token that has already expired (check the clocks)");
+    }
+    if (typeof id !== "string" || !UUID.test(id)) {
+        throw bad("has no tokenId in UUID form (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+    }
+    return { clientAccessToken: token, tokenExpiryTimestampMs: expiry, userGuid: id.toLowerCase() };
+}
+/** `Retry-After` as seconds or an HTTP date, in milliseconds from `nowMs`. */
+export function retryAfterMs(value, nowMs) {
+    if (value === null)
+        return undefined;
+    const v = value.trim();
+    if (/^\d+$/.test(v))
+        return Number(v) * 1000;
+    const date = Date.parse(v);
+    return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
+}
+function abortError() {
+    return new ClientAuthError("aborted", "the client auth provider was aborted");
+}
+function sleep(ms, signal) {
+    return new Promise((resolve, reject) => {
+        if (signal?.aborted) {
+            reject(abortError());
+            return;
+        }
+        const onAbort = () => {
+            clearTimeout(timer);
+            reject(abortError());
+        };
+        const timer = setTimeout(() => {
+            signal?.removeEventListener("abort", onAbort);
+            resolve();
+        }, ms);
+        signal?.addEventListener("abort", onAbort, { once: true });
+    });
+}
+export function createClientAuthProvider(options) {
+    const margin = options.refreshMarginMs ?? 60000;
+    const maxRetries = options.maxRetries ?? 3;
+    const baseDelay = options.retryBaseDelayMs ?? 500;
+    const maxDelay = options.retryMaxDelayMs ?? 30000;
+    const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    const signal = options.signal;
+    let current;
+    /** When to refresh `current`: the margin before expiry, but never before half its remaining
+     * life, so a token that arrives already inside the margin (the backend is about to refresh it)
+     * is not fetched again in a loop. */
+    let refreshAt = 0;
+    let inflight;
+    let timer;
+    signal?.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    const report = (error, willRetry, attempt) => {
+        try {
+            options.onError?.({ error, willRetry, attempt });
+        }
+        catch {
+            // A throwing hook must not break token delivery.
+        }
+    };
+    async function attempt(credential) {
+        let resp;
+        try {
+            resp = await doFetch(options.endpoint, {
+                method: "GET",
+                headers: { Authorization: credential },
+                credentials: "omit",
+                cache: "no-store",
+                ...(signal ? { signal } : {}),
+            });
+        }
+        catch (e) {
+            if (signal?.aborted)
+                return { ok: false, error: abortError(), retry: false };
+            const why = e instanceof Error ? e.message : String(e);
+            return {
+                ok: false,
+                error: new ClientAuthError("network", `cannot reach imsgate at ${options.endpoint}: ${why}`),
+                retry: true,
+            };
+        }
+        if (resp.ok) {
+            let body;
+            try {
+                body = await resp.json();
+            }
+            catch {
+                return {
+                    ok: false,
+                    error: new ClientAuthError("invalid_response", "imsgate's client-token response is not JSON"),
+                    retry: false,
+                };
+            }
+            try {
+                return { ok: true, details: parseClientToken(body, Date.now()) };
+            }
+            catch (e) {
+                return { ok: false, error: e, retry: false };
+            }
+        }
+        let code;
+        let description = "";
+        try {
+            const err = (await resp.json());
+            if (typeof err.error === "string")
+                code = err.error;
+            if (typeof err.error_description === "string")
+                description = `: ${err.error_description}`;
+        }
+        catch {
+            // Not JSON: the status says enough.
+        }
+        const wait = retryAfterMs(resp.headers.get("Retry-After"), Date.now());
+        const status = resp.status;
+        if (status === 401) {
+            return {
+                ok: false,
+                error: new ClientAuthError("unauthorized", `imsgate refused the caller credential (401${description}); check getCallerCredential`, status, code),
+                retry: false,
+                reauth: true,
+            };
+        }
+        if (status === 429) {
+            return {
+                ok: false,
+                error: new ClientAuthError("rate_limited", `imsgate rate limit reached (429${description})`, status, code),
+                retry: true,
+                ...(wait !== undefined ? { waitMs: wait } : {}),
+            };
+        }
+        if (status >= 500) {
+            return {
+                ok: false,
+                error: new ClientAuthError("http", `imsgate failed (${status}${description})`, status, code),
+                retry: true,
+                ...(wait !== undefined ? { waitMs: wait } : {}),
+            };
+        }
+        return {
+            ok: false,
+            error: new ClientAuthError("http", `imsgate refused the request (${status}${description})`, status, code),
+            retry: false,
+        };
+    }
+    /** One refresh: attempts with backoff, and one fresh credential after a 401. */
+    async function fetchToken() {
+        let credential = await options.getCallerCredential();
+        let reasked = false;
+        for (let n = 1;; n++) {
+            if (signal?.aborted)
+                throw abortError();
+            const r = await attempt(credential);
+            if (r.ok)
+                return r.details;
+            if (r.reauth && !reasked) {
+                reasked = true;
+                report(r.error, true, n);
+                credential = await options.getCallerCredential();
+                continue;
+            }
+            const retry = r.retry && n <= maxRetries;
+            report(r.error, retry, n);
+            if (!retry)
+                throw r.error;
+            const backoff = Math.random() * Math.min(maxDelay, baseDelay * 2 ** (n - 1));
+            const delay = r.waitMs !== undefined ? Math.min(maxDelay, Math.max(r.waitMs, backoff)) : backoff;
+            await sleep(delay, signal);
+        }
+    }
+    function schedule() {
+        clearTimeout(timer);
+        if (!options.backgroundRefresh || !current || signal?.aborted)
+            return;
+        const due = Math.max(0, refreshAt - Date.now());
+        timer = setTimeout(() => {
+            refresh("background").catch(() => {
+                // The failure was reported through onError; try again while the old token lasts.
+                if (current && !signal?.aborted) {
+                    clearTimeout(timer);
+                    timer = setTimeout(() => schedule(), Math.min(maxDelay, baseDelay * 4));
+                }
+            });
+        }, due);
+    }
+    function refresh(reason) {
+        if (inflight)
+            return inflight;
+        const p = fetchToken().then((details) => {
+            const now = Date.now();
+            current = details;
+            const expiry = details.tokenExpiryTimestampMs;
+            refreshAt = Math.max(expiry - margin, now + (expiry - now) / 2);
+            schedule();
+            try {
+                options.onRefresh?.({ reason, details });
+            }
+            catch {
+                // A throwing hook must not break token delivery.
+            }
+            return details;
+        });
+        inflight = p;
+        const clear = () => {
+            if (inflight === p)
+                inflight = undefined;
+        };
+        p.then(clear, clear);
+        return p;
+    }
+    let invalidated = false;
+    const provider = async () => {
+        if (signal?.aborted)
+            throw abortError();
+        const now = Date.now();
+        if (current && now < refreshAt)
+            return current;
+        const reason = invalidated ? "invalidated" : current ? "expiring" : "initial";
+        invalidated = false;
+        try {
+            return await refresh(reason);
+        }
+        catch (e) {
+            // The old token is still good: hand it out rather than fail the SDK.
+            if (current && Date.now() < current.tokenExpiryTimestampMs && !(e instanceof ClientAuthError && e.kind === "aborted")) {
+                return current;
+            }
+            throw e;
+        }
+    };
+    const handle = provider;
+    handle.invalidate = () => {
+        current = undefined;
+        invalidated = true;
+        clearTimeout(timer);
+    };
+    handle.current = () => current;
+    return handle;
+}
