@@ -69,7 +69,7 @@ scopes = ["openid", "AdobeID", "firefly_api", "ff_apis"]
 [client_token]
 credential = "client-entitlement"
 token_id_namespace = "{namespace}"
-allowed_origins = ["http://localhost:5173", "http://127.0.0.1:5173"]
+allowed_origins = ["{app_url}", "http://localhost:5173", "http://127.0.0.1:5173"]
 
 [client_token.caller_auth]
 issuer = "{ISSUER}"
@@ -204,14 +204,21 @@ pub async fn run(
         "Linked orgs (user name anything, password = the internal API key): http://{addr}/admin"
     );
     println!();
+    println!(
+        "The browser package (clients/js) getting client tokens for a stand-in Embed SDK module:"
+    );
+    println!("  {app_url}/embed");
+    println!();
     println!("Health, readiness and metrics:");
     println!("  curl http://{addr}/readyz");
     println!("  curl http://{addr}/metrics");
 
     let app = crate::demo_app::router(Arc::new(crate::demo_app::AppState {
         broker_url: format!("http://{addr}"),
-        app_url,
+        emulator_url: emulator.base_url().to_owned(),
+        app_url: app_url.clone(),
         internal_key,
+        caller_key: caller_key.clone(),
         http: reqwest::Client::new(),
     }));
     let app_task = tokio::spawn(async move {

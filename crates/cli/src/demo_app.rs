@@ -17,16 +17,33 @@ use serde_json::Value;
 #[derive(Debug)]
 pub struct AppState {
     pub broker_url: String,
+    pub emulator_url: String,
     pub app_url: String,
     pub internal_key: String,
+    /// The key the app's backend signs caller tokens with (shared with imsgate).
+    pub caller_key: String,
     pub http: reqwest::Client,
 }
+
+/// The browser package, built by `tsc` from `clients/js/src` (kept current by `scripts/test`).
+const CLIENT_AUTH_JS: &str = include_str!("../../../clients/js/dist/index.js");
+const EMBED_DEMO_JS: &str = include_str!("../assets/embed-demo.js");
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/connect", post(connect))
         .route("/token", post(org_token))
+        .route("/embed", get(embed))
+        .route("/session/caller-token", post(caller_token))
+        .route(
+            "/assets/client-auth.js",
+            get(|| async { script(CLIENT_AUTH_JS) }),
+        )
+        .route(
+            "/assets/embed-demo.js",
+            get(|| async { script(EMBED_DEMO_JS) }),
+        )
         .with_state(state)
 }
 
@@ -112,7 +129,8 @@ async fn home(State(st): State<Arc<AppState>>, Query(q): Query<HomeQuery>) -> Re
     body.push_str("</p>");
     body.push_str(&format!(
         "<form method=\"post\" action=\"/connect\"><label>Account id <input id=\"account\" name=\"account_id\" value=\"{}\"></label> <button id=\"connect\">Connect with Adobe</button></form>\
-<p>The button asks this app's backend to call <code>POST {}/api/connections</code> with the internal API key, then sends you to the one-time connect URL.</p>",
+<p>The button asks this app's backend to call <code>POST {}/api/connections</code> with the internal API key, then sends you to the one-time connect URL.</p>\
+<p><a href=\"/embed\">Client-token demo</a>: the browser package getting tokens for a stand-in Embed SDK module.</p>",
         escape(&account),
         escape(&st.broker_url)
     ));
@@ -187,6 +205,75 @@ async fn org_token(State(st): State<Arc<AppState>>, Form(f): Form<OrgForm>) -> R
         }
         Err(_) => page("<p class=\"banner err\">imsgate is not reachable.</p>"),
     }
+}
+
+fn script(source: &'static str) -> Response {
+    let mut resp = source.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    resp
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    user: Option<String>,
+}
+
+/// What the partner's backend gives its signed-in user: a short-lived caller token. The demo has
+/// no login, so the page names its user (`?user=`); each user has its own rate-limit budget.
+async fn caller_token(State(st): State<Arc<AppState>>, Query(q): Query<UserQuery>) -> Response {
+    let user = q.user.unwrap_or_else(|| "demo-user-1".to_owned());
+    if user.is_empty()
+        || user.len() > 64
+        || !user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "invalid_user", "error_description": "user must be 1-64 characters of A-Z a-z 0-9 - _"})),
+        )
+            .into_response();
+    }
+    let token = crate::demo::caller_token(&st.caller_key, &user, 600);
+    let mut resp =
+        axum::Json(serde_json::json!({"authorization": format!("Bearer {token}")})).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The client-token demo: a stand-in for the Generate Image module using the browser package.
+async fn embed(State(st): State<Arc<AppState>>) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Client token demo (imsgate)</title><style>{STYLE}</style>\
+<script type=\"module\" src=\"/assets/embed-demo.js\"></script></head>\
+<body data-broker=\"{broker}\" data-emulator=\"{emulator}\"><h1>Generate Image (stand-in)</h1>\
+<p>The Express Embed SDK cannot load offline, so this page plays the module: it calls the \
+<code>ClientAuthProvider</code> from <code>clients/js</code> on startup, before expiry and after a token error.</p>\
+<p>State: <b id=\"state\">starting</b> <span id=\"error\" class=\"err\"></span></p>\
+<table><tr><td>Token</td><td><code id=\"token\"></code></td></tr>\
+<tr><td>userGuid</td><td><code id=\"guid\"></code></td></tr>\
+<tr><td>Expires (ms)</td><td><code id=\"expiry\"></code></td></tr>\
+<tr><td>Expires in</td><td id=\"countdown\"></td></tr>\
+<tr><td>IMS says</td><td id=\"ims\"></td></tr></table>\
+<p><button id=\"token-error\">Simulate a token error</button> <button id=\"sign-out\">Sign out</button></p>\
+<h2>Events</h2><ul id=\"events\"></ul></body></html>",
+        broker = escape(&st.broker_url),
+        emulator = escape(&st.emulator_url),
+    );
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self' {} {}",
+        st.broker_url, st.emulator_url
+    );
+    let mut resp = Html(html).into_response();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
 }
 
 fn url_encode(s: &str) -> String {

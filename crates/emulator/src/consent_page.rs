@@ -25,7 +25,7 @@ const ERROR_CODES: [&str; 3] = [
     "error",
 ];
 
-/// No script at all; the only styles are the page's own. `form-action` is added per page.
+/// No script at all; the only styles are the page's own.
 const CSP_BASE: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
                         frame-ancestors 'none'";
 
@@ -294,39 +294,6 @@ fn redirect(target: &Url, pairs: &[(&str, &str)]) -> Response {
     with_debug_id(resp)
 }
 
-/// An origin as a CSP source, if it can be written as one (a tuple origin with no characters
-/// that would end or split the directive).
-fn csp_source(url: &Url) -> Option<String> {
-    let origin = url.origin();
-    if !origin.is_tuple() {
-        return None;
-    }
-    let s = origin.ascii_serialization();
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b".-:/[]".contains(&b))
-        .then_some(s)
-}
-
-/// `form-action` for the consent page. Browsers (Chrome at least) apply it to the redirect that
-/// follows the form POST too, so the redirect targets' origins must be listed; when one cannot be
-/// written as a source the directive is left out rather than breaking the flow (the page runs no
-/// script either way).
-fn form_action(c: &Checked<'_>) -> Option<String> {
-    let mut sources = vec!["'self'".to_owned()];
-    let default = c
-        .client
-        .default_redirect_uri
-        .as_deref()
-        .and_then(redirect_url);
-    for url in std::iter::once(&c.target.url).chain(default.as_ref()) {
-        let s = csp_source(url)?;
-        if !sources.contains(&s) {
-            sources.push(s);
-        }
-    }
-    Some(format!("form-action {}", sources.join(" ")))
-}
-
 fn render(c: &Checked<'_>) -> Response {
     let mut scopes = String::new();
     for s in &c.scopes {
@@ -391,11 +358,9 @@ fn render(c: &Checked<'_>) -> Response {
         client = esc(&c.client.client_id),
         target = esc(&c.target.raw),
     );
-    let csp = match form_action(c) {
-        Some(fa) => format!("{CSP_BASE}; {fa}"),
-        None => CSP_BASE.to_owned(),
-    };
-    html(StatusCode::OK, body, &csp)
+    // No `form-action`: Chrome applies it to every redirect after the form POST, and the chain
+    // goes on past the partner's callback to wherever the partner sends the browser next.
+    html(StatusCode::OK, body, CSP_BASE)
 }
 
 /// IMS answers a consent request it cannot redirect anywhere with a page, not a redirect.
@@ -459,14 +424,6 @@ mod tests {
             esc(r#""><script>alert('x')</script>&"#),
             "&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
         );
-    }
-
-    #[test]
-    fn csp_sources_are_origins_only() {
-        let u = Url::parse("https://app.example:8443/cb?x=1#f").unwrap();
-        assert_eq!(csp_source(&u).as_deref(), Some("https://app.example:8443"));
-        let u = Url::parse("http://[::1]:9/cb").unwrap();
-        assert_eq!(csp_source(&u).as_deref(), Some("http://[::1]:9"));
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/ims/keys", get(keys))
         .route("/ims/.well-known/openid-configuration", get(discovery))
         .route("/ims/validate_token/v1", post(validate))
-        .route("/ims/userinfo/v2", get(userinfo).options(userinfo_preflight))
+        .route(
+            "/ims/userinfo/v2",
+            get(userinfo).options(userinfo_preflight),
+        )
         .route(
             "/consent",
             get(crate::consent_page::consent_page).post(crate::consent_page::consent_decision),
@@ -372,7 +375,10 @@ fn cors(mut resp: Response) -> Response {
         "access-control-allow-headers",
         HeaderValue::from_static("authorization"),
     );
-    h.insert("access-control-allow-methods", HeaderValue::from_static("GET"));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET"),
+    );
     resp
 }
 

@@ -228,10 +228,9 @@ async fn consent_page_offers_orgs_and_escapes_the_query() {
         .unwrap()
         .to_owned();
     assert!(csp.starts_with("default-src 'none'; "), "{csp}");
-    assert!(
-        csp.ends_with("form-action 'self' https://partner.example"),
-        "the redirect after the POST must be allowed: {csp}"
-    );
+    // Browsers apply form-action to the whole redirect chain after the POST, which continues to
+    // wherever the partner sends the browser, so the page must not restrict it.
+    assert!(!csp.contains("form-action"), "{csp}");
     assert!(!csp.contains("script-src"), "{csp}");
     let html = r.text().await.unwrap();
     assert!(!html.contains("<script"), "{html}");

@@ -343,3 +343,50 @@ async fn admin_api_scripts_faults_and_counts() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_fault");
 }
+
+#[tokio::test]
+async fn userinfo_accepts_issued_tokens_from_any_origin() {
+    let e = start().await;
+    let (status, body, _) = token(
+        &e,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "c1"),
+            ("client_secret", "new-secret"),
+            ("scope", "openid,AdobeID"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let access = body["access_token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/ims/userinfo/v2", e.base_url());
+    let r = http.get(&url).bearer_auth(access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["client_id"], "c1");
+    // A tampered token, a token signed by nobody we know, and no token at all are refused.
+    let tampered = format!("{}x", &access[..access.len() - 1]);
+    for auth in [
+        Some(format!("Bearer {tampered}")),
+        Some("Bearer a.b.c".into()),
+        None,
+    ] {
+        let mut req = http.get(&url);
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_token");
+    }
+    let r = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-headers"], "authorization");
+}
