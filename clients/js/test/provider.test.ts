@@ -171,6 +171,22 @@ test("network errors and 5xx are retried with exponential backoff", async () => 
   );
 });
 
+test("backoff delays are jittered below the exponential bound", async () => {
+  mock.method(Math, "random", () => 0.25);
+  const s = scripted([status(500), status(500), ok("t1")]);
+  const { p } = provider(s.fetch, { retryBaseDelayMs: 1000 });
+  const result = p();
+  await advance(249);
+  assert.equal(s.calls.length, 1);
+  await advance(1);
+  assert.equal(s.calls.length, 2, "first retry after 0.25 x 1000 ms");
+  await advance(499);
+  assert.equal(s.calls.length, 2);
+  await advance(1);
+  assert.equal(s.calls.length, 3, "second retry after 0.25 x 2000 ms");
+  assert.equal((await result).clientAccessToken, "t1");
+});
+
 test("retries stop after maxRetries", async () => {
   const s = scripted([status(502), status(502), status(502)]);
   const { p, errors } = provider(s.fetch, { maxRetries: 2 });

@@ -67,8 +67,10 @@ async function checkWithIms(details) {
 async function moduleNeedsToken(why) {
   try {
     const details = await provider();
-    if (details !== current) show(details);
-    log(`module got a token (${why})`);
+    if (details !== current) {
+      show(details);
+      log(`module got a new token (${why})`);
+    }
   } catch (e) {
     $("state").textContent = "error";
     $("state").className = "err";
@@ -94,3 +96,6 @@ $("sign-out").addEventListener("click", () => {
 });
 
 moduleNeedsToken("startup");
+// The module asks again from time to time, as the SDK does before each call; the provider answers
+// from its cache until the token nears expiry.
+setInterval(() => moduleNeedsToken("periodic"), 5_000);
