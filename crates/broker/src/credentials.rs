@@ -8,17 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use imsgate_ims::service_account::{AssertionClaims, JwtExchangeRequest};
 use imsgate_ims::token::parse_token_response;
 use imsgate_ims::{
-    AccessToken, ClientCredentialsRequest, ExpiresInUnit, ImsEndpoints, ImsError, ImsErrorKind,
-    SecretString,
+    AccessToken, ClientCredentialsRequest, ExpiresInUnit, HttpRequest, ImsEndpoints, ImsError,
+    ImsErrorKind, SecretString,
 };
 use parking_lot::Mutex;
 
 use crate::cache::{Fetcher, TokenKey};
 use crate::clock::SharedClock;
-use crate::config::CredentialConfig;
+use crate::config::{CredentialConfig, CredentialKind};
 use crate::ims_client::ImsClient;
+use crate::service_account::SigningKeys;
 
 /// A credential with its secrets loaded.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub struct Credential {
     active: AtomicUsize,
     /// When each secret last succeeded, for `doctor`.
     last_success: Mutex<Vec<Option<SystemTime>>>,
+    /// Keys and certificates of a service account.
+    pub signing: Option<SigningKeys>,
 }
 
 impl Credential {
@@ -39,6 +43,7 @@ impl Credential {
             secrets,
             active: AtomicUsize::new(0),
             last_success: Mutex::new(vec![None; n]),
+            signing: None,
         }
     }
 
@@ -66,7 +71,14 @@ pub fn load_all(
                 Err(e) => problems.push(format!("credentials.{name}.client_secrets[{i}]: {e}")),
             }
         }
-        out.insert(name.clone(), Arc::new(Credential::new(c.clone(), secrets)));
+        let mut cred = Credential::new(c.clone(), secrets);
+        if let Some(sa) = &c.service_account {
+            match SigningKeys::load(&format!("credentials.{name}"), sa) {
+                Ok(keys) => cred.signing = Some(keys),
+                Err(p) => problems.extend(p),
+            }
+        }
+        out.insert(name.clone(), Arc::new(cred));
     }
     if problems.is_empty() {
         Ok(out)
@@ -87,26 +99,21 @@ pub struct ImsFetcher {
 }
 
 impl ImsFetcher {
-    async fn client_credentials(
+    /// Sends the request `build` makes for a secret: the preferred secret first, then the other
+    /// one only if IMS refused the client (during rotation exactly one of them may be valid).
+    async fn with_secrets(
         &self,
         cred: &Credential,
-        key: &TokenKey,
+        endpoint: &'static str,
+        unit: ExpiresInUnit,
+        build: impl Fn(&SecretString) -> HttpRequest,
     ) -> Result<AccessToken, ImsError> {
         let n = cred.secrets.len();
         let first = cred.active_secret() % n.max(1);
         let mut last_err = ImsError::invalid_response("credential has no secret");
-        // Try the preferred secret, then the other one only if IMS refused the client: during
-        // rotation exactly one of them may be valid.
         for i in (0..n).map(|k| (first + k) % n) {
-            let req = ClientCredentialsRequest {
-                client_id: &cred.config.client_id,
-                client_secret: &cred.secrets[i],
-                scopes: &key.scopes,
-                org_id: key.org_id.as_deref(),
-            }
-            .to_http(&self.endpoints.token);
-            let resp = self.client.send("token", req).await?;
-            match parse_token_response(&resp, self.clock.now(), ExpiresInUnit::Seconds) {
+            let resp = self.client.send(endpoint, build(&cred.secrets[i])).await?;
+            match parse_token_response(&resp, self.clock.now(), unit) {
                 Ok(token) => {
                     if i != first {
                         tracing::warn!(credential = %cred.config.name, secret_index = i, "switched to the other client secret after invalid_client");
@@ -124,6 +131,67 @@ impl ImsFetcher {
             }
         }
         Err(last_err)
+    }
+
+    async fn client_credentials(
+        &self,
+        cred: &Credential,
+        key: &TokenKey,
+    ) -> Result<AccessToken, ImsError> {
+        self.with_secrets(cred, "token", ExpiresInUnit::Seconds, |secret| {
+            ClientCredentialsRequest {
+                client_id: &cred.config.client_id,
+                client_secret: secret,
+                scopes: &key.scopes,
+                org_id: key.org_id.as_deref(),
+            }
+            .to_http(&self.endpoints.token)
+        })
+        .await
+    }
+
+    /// A Service Account token: a fresh assertion signed with the key whose certificate is valid
+    /// now and expires last, exchanged at the JWT endpoint (which answers in milliseconds).
+    async fn service_account(&self, cred: &Credential) -> Result<AccessToken, ImsError> {
+        let (Some(sa), Some(keys)) = (&cred.config.service_account, &cred.signing) else {
+            return Err(ImsError::invalid_response("service account without keys"));
+        };
+        let now = crate::clock::unix_ms(self.clock.now()) / 1000;
+        let Some(signing) = keys.signing(now) else {
+            // Retrying cannot help until the operator uploads a valid certificate.
+            let mut e = ImsError::new(ImsErrorKind::Rejected);
+            e.description = Some(
+                "no certificate of this service account is valid now; see `imsgate doctor`".into(),
+            );
+            return Err(e);
+        };
+        let base = sa
+            .audience_base
+            .clone()
+            .unwrap_or_else(|| self.endpoints.token.origin().ascii_serialization());
+        let claims = AssertionClaims {
+            org_id: &sa.org_id,
+            technical_account_id: &sa.technical_account_id,
+            client_id: &cred.config.client_id,
+            ims_base: &base,
+            metascopes: &sa.metascopes,
+        }
+        .to_json(now);
+        let assertion = signing.key.sign(&claims);
+        self.with_secrets(
+            cred,
+            "jwt_exchange",
+            ExpiresInUnit::Milliseconds,
+            |secret| {
+                JwtExchangeRequest {
+                    client_id: &cred.config.client_id,
+                    client_secret: secret,
+                    assertion: &assertion,
+                }
+                .to_http(&self.endpoints.jwt_exchange)
+            },
+        )
+        .await
     }
 }
 
@@ -154,7 +222,10 @@ impl Fetcher for ImsFetcher {
             let Some(cred) = self.credentials.get(&*key.credential) else {
                 return Err(ImsError::invalid_response("unknown credential"));
             };
-            self.client_credentials(cred, key).await
+            match cred.config.kind {
+                CredentialKind::ServiceAccount => self.service_account(cred).await,
+                _ => self.client_credentials(cred, key).await,
+            }
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod secrets;
 pub mod service;
+pub mod service_account;
 pub mod storage;
 pub mod verified;
 

@@ -43,6 +43,12 @@ pub struct ConsentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// The credential's name from the config (never a secret).
+    pub credential: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: &'static str,
 }
@@ -64,6 +70,7 @@ pub struct Metrics {
     pub consent_callbacks: Family<ConsentLabels, Counter>,
     pub revocations: Counter,
     pub links: Family<StatusLabels, Gauge>,
+    pub certificate_expiry: Family<CredentialLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -127,8 +134,15 @@ impl Metrics {
             "Account-org links by status (as of the last scrape)",
             links.clone(),
         );
+        let certificate_expiry = Family::<CredentialLabels, Gauge>::default();
+        registry.register(
+            "service_account_certificate_expiry_seconds",
+            "Seconds until the last valid certificate of a service account expires (0 when none is valid)",
+            certificate_expiry.clone(),
+        );
         Self {
             registry,
+            certificate_expiry,
             consent_callbacks,
             revocations,
             links,

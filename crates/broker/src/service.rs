@@ -112,6 +112,15 @@ impl Broker {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let now = crate::clock::unix_ms(clock.now()) / 1000;
+        for (name, cred) in &credentials {
+            if let Some(keys) = &cred.signing {
+                tracing::warn!(credential = %name, "{}", crate::service_account::DEPRECATION);
+                if let Some(w) = keys.expiry_warning(now) {
+                    tracing::warn!(credential = %name, "{w}");
+                }
+            }
+        }
         let fetcher = Arc::new(ImsFetcher {
             client,
             endpoints: config.ims.endpoints.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use imsgate_broker::Broker;
 use imsgate_broker::clock::SystemClock;
-use imsgate_broker::config::{Config, CredentialKind};
+use imsgate_broker::config::Config;
 use imsgate_emulator::{Emulator, EmulatorClient, EmulatorConfig};
 
 pub type CliResult = Result<(), Vec<String>>;
@@ -72,10 +72,7 @@ pub async fn doctor(path: &Path) -> CliResult {
     };
     println!("configuration OK: {}", path.display());
     for (name, c) in &config.credentials {
-        let kind = match c.kind {
-            CredentialKind::OAuthServerToServer => "oauth_server_to_server",
-            CredentialKind::EnterpriseWebApp => "enterprise_web_app",
-        };
+        let kind = c.kind.as_str();
         println!("credential {name:?}: {kind}, client id {}", c.client_id);
         for (i, r) in c.client_secrets.iter().enumerate() {
             let r = r.to_string();

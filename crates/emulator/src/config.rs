@@ -102,6 +102,12 @@ pub struct EmulatorClient {
     /// empty means [`EmulatedOrg::defaults`]. The client's own org is always offered as well.
     #[serde(default)]
     pub consent_orgs: Vec<EmulatedOrg>,
+    /// PEM certificates uploaded for Service Account (JWT) exchange.
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    /// Metascopes bound to the client, for Service Account (JWT) exchange.
+    #[serde(default)]
+    pub metascopes: Vec<String>,
 }
 
 impl std::fmt::Debug for EmulatorClient {
@@ -120,6 +126,8 @@ impl std::fmt::Debug for EmulatorClient {
             .field("default_redirect_uri", &self.default_redirect_uri)
             .field("redirect_uri_patterns", &self.redirect_uri_patterns)
             .field("consent_orgs", &self.consent_orgs)
+            .field("certificates", &self.certificates.len())
+            .field("metascopes", &self.metascopes)
             .finish()
     }
 }
@@ -149,6 +157,8 @@ impl EmulatorClient {
             default_redirect_uri: None,
             redirect_uri_patterns: Vec::new(),
             consent_orgs: Vec::new(),
+            certificates: Vec::new(),
+            metascopes: Vec::new(),
         }
     }
 

@@ -17,15 +17,18 @@ pub enum Endpoint {
     Validate,
     /// The admin consent page, `GET` and `POST /consent`.
     Consent,
+    /// The Service Account exchange, `/ims/exchange/jwt` and its variants.
+    JwtExchange,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 6] = [
         Self::Token,
         Self::Keys,
         Self::Discovery,
         Self::Validate,
         Self::Consent,
+        Self::JwtExchange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Endpoint {
             Self::Discovery => "discovery",
             Self::Validate => "validate",
             Self::Consent => "consent",
+            Self::JwtExchange => "jwt_exchange",
         }
     }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod consent;
 mod consent_page;
 pub mod faults;
+mod jwt_exchange;
 pub mod keys;
 mod routes;
 mod server;

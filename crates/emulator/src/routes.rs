@@ -32,6 +32,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             "/ims/userinfo/v2",
             get(userinfo).options(userinfo_preflight),
         )
+        .route("/ims/exchange/jwt", post(crate::jwt_exchange::exchange))
+        .route("/ims/exchange/jwt/", post(crate::jwt_exchange::exchange))
+        .route("/ims/exchange/v1/jwt", post(crate::jwt_exchange::exchange))
         .route(
             "/consent",
             get(crate::consent_page::consent_page).post(crate::consent_page::consent_decision),
@@ -73,7 +76,7 @@ pub(crate) fn with_debug_id(mut resp: Response) -> Response {
     resp
 }
 
-fn ims_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn ims_error(status: StatusCode, error: &str, description: &str) -> Response {
     with_debug_id(
         (
             status,
@@ -421,7 +424,7 @@ fn unknown_endpoint() -> Response {
     ims_error(
         StatusCode::NOT_FOUND,
         "unknown_endpoint",
-        "endpoint must be one of token, keys, discovery, validate, consent",
+        "endpoint must be one of token, keys, discovery, validate, consent, jwt_exchange",
     )
 }
 

@@ -4,6 +4,7 @@
 //! the bytes themselves, so every rule here is testable with plain values.
 #![forbid(unsafe_code)]
 
+pub mod certificate;
 pub mod consent;
 pub mod endpoints;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod return_to;
 pub mod s2s;
 pub mod scopes;
 pub mod secret;
+pub mod service_account;
 pub mod strict_json;
 pub mod token;
 

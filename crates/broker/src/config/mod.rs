@@ -13,11 +13,13 @@ use url::Url;
 use crate::secrets::SecretRef;
 
 mod consent;
+mod service_account;
 
 pub use consent::{
     ADOBE_CONSENT_URL, CALLBACK_PATH, ConsentConfig, InternalApiConfig, StorageConfig,
     WebAppConfig, redirect_rules,
 };
+pub use service_account::{KeyConfig, ServiceAccountConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -56,12 +58,26 @@ pub struct CredentialConfig {
     pub scopes: ScopeSet,
     /// Redirect settings; present exactly for `enterprise_web_app` credentials.
     pub web_app: Option<WebAppConfig>,
+    /// Present exactly for `service_account` credentials.
+    pub service_account: Option<ServiceAccountConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     OAuthServerToServer,
     EnterpriseWebApp,
+    /// Service Account (JWT): retired by Adobe, still served, with a warning.
+    ServiceAccount,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OAuthServerToServer => "oauth_server_to_server",
+            Self::EnterpriseWebApp => "enterprise_web_app",
+            Self::ServiceAccount => "service_account",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +200,12 @@ struct RawCredential {
     scopes: Option<Scopes>,
     default_redirect_uri: Option<String>,
     redirect_uri_patterns: Option<Vec<String>>,
+    org_id: Option<String>,
+    technical_account_id: Option<String>,
+    metascopes: Option<Vec<String>>,
+    keys: Option<Vec<service_account::RawKey>>,
+    audience_base: Option<String>,
+    certificate_warning_days: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -500,14 +522,32 @@ fn validate_credential(
     let kind = match c.kind.as_str() {
         "oauth_server_to_server" => Some(CredentialKind::OAuthServerToServer),
         "enterprise_web_app" => Some(CredentialKind::EnterpriseWebApp),
+        "service_account" => Some(CredentialKind::ServiceAccount),
         other => {
             p.push(
                 &format!("{at}.type"),
-                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\", \"enterprise_web_app\""),
+                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\", \"enterprise_web_app\", \"service_account\""),
             );
             None
         }
     };
+    let raw_sa = service_account::RawServiceAccount {
+        org_id: c.org_id,
+        technical_account_id: c.technical_account_id,
+        metascopes: c.metascopes,
+        keys: c.keys,
+        audience_base: c.audience_base,
+        certificate_warning_days: c.certificate_warning_days,
+    };
+    let mut service_account = None;
+    if kind == Some(CredentialKind::ServiceAccount) {
+        service_account = service_account::validate(p, at, raw_sa, base);
+    } else if raw_sa.any_set() {
+        p.push(
+            at,
+            "org_id, technical_account_id, metascopes, keys, audience_base and certificate_warning_days apply to service_account credentials only",
+        );
+    }
     let mut web_app = None;
     match kind {
         Some(CredentialKind::EnterpriseWebApp) => {
@@ -567,15 +607,22 @@ fn validate_credential(
     let scopes = match c.scopes {
         Some(Scopes::List(v)) => ScopeSet::new(v),
         Some(Scopes::Joined(s)) => ScopeSet::parse(&s),
-        None => ScopeSet::new::<_, &str>([]),
+        // A service account's access is its metascopes; they also tell its cache entries apart.
+        None => match &service_account {
+            Some(sa) => ScopeSet::new(sa.metascopes.iter().map(String::as_str)),
+            None => ScopeSet::new::<_, &str>([]),
+        },
     };
-    if scopes.is_empty() {
+    if scopes.is_empty() && kind != Some(CredentialKind::ServiceAccount) {
         p.push(
             at,
             "scopes must list at least one scope, e.g. [\"openid\", \"AdobeID\", \"firefly_api\"]",
         );
     }
     if kind == Some(CredentialKind::EnterpriseWebApp) && web_app.is_none() {
+        return None;
+    }
+    if kind == Some(CredentialKind::ServiceAccount) && service_account.is_none() {
         return None;
     }
     Some(CredentialConfig {
@@ -585,6 +632,7 @@ fn validate_credential(
         client_secrets: secrets,
         scopes,
         web_app,
+        service_account,
     })
 }
 

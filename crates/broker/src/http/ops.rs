@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::clock::Clock;
 use crate::service::AppState;
 
 /// Liveness: the process is up and serving HTTP.
@@ -54,6 +55,20 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
                     })
                     .set(n as i64);
             }
+        }
+    }
+    let now = crate::clock::unix_ms(crate::clock::SystemClock.now()) / 1000;
+    for (name, cred) in &st.credentials {
+        if let Some(keys) = &cred.signing {
+            let left = keys
+                .last_valid_expiry(now)
+                .map_or(0, |t| t.saturating_sub(now));
+            st.metrics
+                .certificate_expiry
+                .get_or_create(&crate::metrics::CredentialLabels {
+                    credential: name.clone(),
+                })
+                .set(i64::try_from(left).unwrap_or(i64::MAX));
         }
     }
     let mut resp = st.metrics.render().into_response();
