@@ -4,6 +4,7 @@
 
 mod demo;
 mod demo_app;
+mod keys;
 mod logging;
 mod run;
 
@@ -71,8 +72,49 @@ enum Command {
         #[arg(long)]
         credential: String,
     },
+    /// Service Account (JWT) keys: generate a key pair with a self-signed certificate, or list
+    /// the configured certificates and which one signs now.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// Check a configuration file and its secrets without starting anything.
     Doctor {
+        /// Path to the TOML configuration.
+        #[arg(long, short, default_value = "imsgate.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Write NAME.key.pem (mode 600) and NAME.cert.pem, a self-signed certificate to upload to
+    /// the Developer Console. Existing files are never overwritten.
+    Generate {
+        /// Directory to write into.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+        /// File name prefix.
+        #[arg(long, default_value = "imsgate-service-account")]
+        name: String,
+        /// Certificate subject common name (CN).
+        #[arg(long, default_value = "imsgate service account")]
+        common_name: String,
+        /// Certificate subject organization (O).
+        #[arg(long)]
+        organization: Option<String>,
+        /// Certificate subject country (C), two letters.
+        #[arg(long)]
+        country: Option<String>,
+        /// Validity in days from now (Adobe accepts up to 3650).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// RSA key size: 2048, 3072 or 4096.
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+    },
+    /// Show each service account's certificates, their validity, and which key signs now.
+    List {
         /// Path to the TOML configuration.
         #[arg(long, short, default_value = "imsgate.toml")]
         config: PathBuf,
@@ -107,6 +149,29 @@ fn main() -> ExitCode {
             Command::Emulator { listen, config } => run::emulator(listen, config.as_deref()).await,
             Command::Token { config, credential } => run::token(&config, &credential).await,
             Command::Doctor { config } => run::doctor(&config).await,
+            Command::Keys {
+                action:
+                    KeysCommand::Generate {
+                        out_dir,
+                        name,
+                        common_name,
+                        organization,
+                        country,
+                        days,
+                        bits,
+                    },
+            } => keys::generate(&keys::GenerateOptions {
+                out_dir: &out_dir,
+                name: &name,
+                common_name: &common_name,
+                organization: organization.as_deref(),
+                country: country.as_deref(),
+                days,
+                bits,
+            }),
+            Command::Keys {
+                action: KeysCommand::List { config },
+            } => keys::list(&config),
         }
     });
     match result {

@@ -95,6 +95,37 @@ pub async fn doctor(path: &Path) -> CliResult {
                 "  (configure [storage] to record which secret works, so the old one can be deleted safely)"
             );
         }
+        if let Some(keys) = broker
+            .state
+            .credentials
+            .get(name)
+            .and_then(|c| c.signing.as_ref())
+        {
+            let now =
+                imsgate_broker::clock::unix_ms(imsgate_broker::clock::Clock::now(&SystemClock))
+                    / 1000;
+            println!(
+                "  warning: {}",
+                imsgate_broker::service_account::DEPRECATION
+            );
+            let signing = keys.signing_index(now);
+            for (i, k) in keys.keys.iter().enumerate() {
+                println!(
+                    "  key [{i}] certificate {} valid {} .. {}{}",
+                    k.certificate_path.display(),
+                    rfc3339(k.certificate.not_before * 1000),
+                    rfc3339(k.certificate.not_after * 1000),
+                    if signing == Some(i) {
+                        " (signs now)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if let Some(w) = keys.expiry_warning(now) {
+                println!("  warning: {w}");
+            }
+        }
         if let Some(web) = &c.web_app {
             println!("  default redirect URI {}", web.default_redirect_uri);
             for (i, p) in web.redirect_uri_patterns.iter().enumerate() {

@@ -461,3 +461,165 @@ async fn doctor_shows_which_client_secret_last_worked() {
     assert!(new.contains("last succeeded 20"), "{after}");
     assert!(!after.contains("new-secret-value") && !after.contains("old-secret-value"));
 }
+
+#[test]
+fn keys_generate_writes_a_private_key_and_a_certificate_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "keys",
+            "generate",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Command::new(BIN).args(&args).output().unwrap()
+    };
+    let out = run(&[
+        "--name",
+        "sa",
+        "--common-name",
+        "Partner SA",
+        "--organization",
+        "Partner",
+        "--days",
+        "10",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = dir.path().join("sa.key.pem");
+    let cert = dir.path().join("sa.cert.pem");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !stdout.contains("BEGIN PRIVATE KEY"),
+        "the key is not printed"
+    );
+    let info = imsgate_ims::certificate::parse_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    assert!(
+        info.subject.contains("CN=Partner SA") && info.subject.contains("O=Partner"),
+        "{}",
+        info.subject
+    );
+    let days = (info.not_after - info.not_before) / 86_400;
+    assert_eq!(days, 10);
+    let signer = imsgate_ims::service_account::AssertionKey::from_pem(
+        &imsgate_ims::SecretString::new(key_pem),
+    )
+    .unwrap();
+    assert_eq!(signer.public_key_der(), info.public_key);
+
+    // Again with the same name: refused, and the existing key is untouched.
+    let before = std::fs::read(&key).unwrap();
+    let out = run(&["--name", "sa"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+    let out = run(&["--name", "x", "--bits", "1024"]);
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("--bits 1024 is not supported")
+    );
+}
+
+#[test]
+fn keys_list_and_doctor_show_which_certificate_signs_and_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen_key = |name: &str, days: &str| {
+        let out = Command::new(BIN)
+            .args([
+                "keys",
+                "generate",
+                "--out-dir",
+                dir.path().to_str().unwrap(),
+                "--name",
+                name,
+                "--days",
+                days,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    gen_key("old", "5");
+    gen_key("new", "20");
+    write_private(&dir.path().join("sa.secret"), "secret", 0o600);
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[ims]
+base_url = "http://127.0.0.1:9"
+
+[credentials.legacy]
+type = "service_account"
+client_id = "sa"
+client_secret = "file:sa.secret"
+org_id = "ORG@AdobeOrg"
+technical_account_id = "TA@techacct.adobe.com"
+metascopes = ["ent_dataservices_sdk"]
+keys = [
+  { private_key = "file:old.key.pem", certificate = "old.cert.pem" },
+  { private_key = "file:new.key.pem", certificate = "new.cert.pem" },
+]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["keys", "list", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = String::from_utf8(out.stdout).unwrap();
+    let old = list.lines().find(|l| l.contains("old.cert.pem")).unwrap();
+    let new = list.lines().find(|l| l.contains("new.cert.pem")).unwrap();
+    assert!(
+        old.ends_with("valid  (CN=imsgate service account)"),
+        "{list}"
+    );
+    assert!(new.contains("signs now"), "{list}");
+    // The last valid certificate expires in 20 days, inside the 30-day warning.
+    let warned = |text: &str| {
+        ["19", "20"]
+            .iter()
+            .any(|d| text.contains(&format!("the last valid certificate expires in {d} days")))
+    };
+    assert!(warned(&list), "{list}");
+
+    let out = Command::new(BIN)
+        .args(["doctor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doctor = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        doctor.contains("Adobe retired Service Account (JWT) credentials"),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains("new.cert.pem valid") && doctor.contains("(signs now)"),
+        "{doctor}"
+    );
+    assert!(warned(&doctor), "{doctor}");
+}
