@@ -224,6 +224,11 @@ impl Fetcher for ImsFetcher {
             };
             match cred.config.kind {
                 CredentialKind::ServiceAccount => self.service_account(cred).await,
+                CredentialKind::ApiKey => {
+                    let mut e = ImsError::new(ImsErrorKind::Rejected);
+                    e.description = Some("an api_key credential has no token".into());
+                    Err(e)
+                }
                 _ => self.client_credentials(cred, key).await,
             }
         })

@@ -220,6 +220,9 @@ impl Broker {
             .credentials
             .get(credential)
             .ok_or_else(|| TokenError::UnknownCredential(credential.to_owned()))?;
+        if cred.kind == crate::config::CredentialKind::ApiKey {
+            return Err(TokenError::NoToken(credential.to_owned()));
+        }
         let key = TokenKey {
             credential: Arc::from(credential),
             org_id: None,
@@ -248,6 +251,10 @@ impl Broker {
 pub enum TokenError {
     #[error("no credential named {0:?} in the config")]
     UnknownCredential(String),
+    #[error(
+        "credential {0:?} is an api_key credential: it has no token; send its client id as the x-api-key header"
+    )]
+    NoToken(String),
     #[error("{}", .0.cause)]
     Unavailable(Unavailable),
 }

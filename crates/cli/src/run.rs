@@ -74,6 +74,11 @@ pub async fn doctor(path: &Path) -> CliResult {
     for (name, c) in &config.credentials {
         let kind = c.kind.as_str();
         println!("credential {name:?}: {kind}, client id {}", c.client_id);
+        if c.kind == imsgate_broker::config::CredentialKind::ApiKey {
+            println!(
+                "  no secret and no token: requests carry the client id as the x-api-key header"
+            );
+        }
         for (i, r) in c.client_secrets.iter().enumerate() {
             let r = r.to_string();
             let u = usage

@@ -623,3 +623,46 @@ keys = [
     );
     assert!(warned(&doctor), "{doctor}");
 }
+
+#[test]
+fn an_api_key_credential_is_shown_by_doctor_and_has_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        "[credentials.stock]\ntype = \"api_key\"\nclient_id = \"stock-search-client\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doctor = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        doctor.contains("credential \"stock\": api_key, client id stock-search-client"),
+        "{doctor}"
+    );
+    assert!(doctor.contains("x-api-key"), "{doctor}");
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--credential",
+            "stock",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("has no token; send its client id as the x-api-key header"),
+        "{err}"
+    );
+}

@@ -68,6 +68,8 @@ pub enum CredentialKind {
     EnterpriseWebApp,
     /// Service Account (JWT): retired by Adobe, still served, with a warning.
     ServiceAccount,
+    /// API key only: the client id is sent as `x-api-key`; there is no secret and no token.
+    ApiKey,
 }
 
 impl CredentialKind {
@@ -76,6 +78,7 @@ impl CredentialKind {
             Self::OAuthServerToServer => "oauth_server_to_server",
             Self::EnterpriseWebApp => "enterprise_web_app",
             Self::ServiceAccount => "service_account",
+            Self::ApiKey => "api_key",
         }
     }
 }
@@ -407,6 +410,16 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         .client_token
         .and_then(|ct| validate_client_token(&mut p, ct, &declared, base));
 
+    if let Some(ct) = &client_token
+        && credentials
+            .get(&ct.credential)
+            .is_some_and(|c| c.kind == CredentialKind::ApiKey)
+    {
+        p.push(
+            "client_token.credential",
+            "an api_key credential has no token to hand out; name an oauth_server_to_server credential",
+        );
+    }
     let ims_base = Url::parse(
         ims_base
             .as_deref()
@@ -523,10 +536,11 @@ fn validate_credential(
         "oauth_server_to_server" => Some(CredentialKind::OAuthServerToServer),
         "enterprise_web_app" => Some(CredentialKind::EnterpriseWebApp),
         "service_account" => Some(CredentialKind::ServiceAccount),
+        "api_key" => Some(CredentialKind::ApiKey),
         other => {
             p.push(
                 &format!("{at}.type"),
-                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\", \"enterprise_web_app\", \"service_account\""),
+                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\", \"enterprise_web_app\", \"service_account\", \"api_key\""),
             );
             None
         }
@@ -571,7 +585,16 @@ fn validate_credential(
     if client_id.is_none() {
         p.push(at, "client_id is required");
     }
+    let api_key = kind == Some(CredentialKind::ApiKey);
     let refs: Vec<String> = match (c.client_secret, c.client_secrets) {
+        (Some(_), _) | (_, Some(_)) if api_key => {
+            p.push(
+                at,
+                "an api_key credential has no secret: remove client_secret (use oauth_server_to_server for a credential with one)",
+            );
+            Vec::new()
+        }
+        (None, None) if api_key => Vec::new(),
         (Some(one), None) => vec![one],
         (None, Some(many)) if many.is_empty() => {
             p.push(
@@ -613,7 +636,12 @@ fn validate_credential(
             None => ScopeSet::new::<_, &str>([]),
         },
     };
-    if scopes.is_empty() && kind != Some(CredentialKind::ServiceAccount) {
+    if scopes.is_empty()
+        && !matches!(
+            kind,
+            Some(CredentialKind::ServiceAccount | CredentialKind::ApiKey)
+        )
+    {
         p.push(
             at,
             "scopes must list at least one scope, e.g. [\"openid\", \"AdobeID\", \"firefly_api\"]",

@@ -232,3 +232,34 @@ fn consent_problems_table() {
         );
     }
 }
+
+#[test]
+fn api_key_credentials_have_a_client_id_only() {
+    let ok = "[credentials.stock]\ntype = \"api_key\"\nclient_id = \"0123abcd\"\n";
+    let c = Config::parse(ok, Path::new("/cfg")).unwrap();
+    assert_eq!(c.credentials["stock"].kind, CredentialKind::ApiKey);
+    assert!(c.credentials["stock"].client_secrets.is_empty());
+    for (text, want) in [
+        (
+            format!("{ok}client_secret = \"file:x\"\n"),
+            "an api_key credential has no secret",
+        ),
+        (
+            "[credentials.stock]\ntype = \"api_key\"\n".to_owned(),
+            "client_id is required",
+        ),
+        (
+            format!(
+                "{ok}\n[client_token]\ncredential = \"stock\"\ntoken_id_namespace = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"\n[client_token.caller_auth]\nissuer = \"i\"\naudience = \"a\"\nhs256_secret = \"file:k\"\n"
+            ),
+            "an api_key credential has no token to hand out",
+        ),
+    ] {
+        let err = Config::parse(&text, Path::new("/cfg")).unwrap_err();
+        assert!(
+            err.problems.iter().any(|p| p.contains(want)),
+            "want {want:?} in {:?}",
+            err.problems
+        );
+    }
+}
