@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod http;
 pub mod ims_client;
 pub mod jwks;
+pub mod keystore;
 pub mod metrics;
 pub mod ratelimit;
 pub mod secrets;

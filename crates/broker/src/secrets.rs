@@ -11,9 +11,12 @@ use zeroize::Zeroize;
 pub enum SecretRef {
     /// A file readable only by its owner; surrounding whitespace is trimmed.
     File(PathBuf),
-    /// An entry in imsgate's encrypted keystore (a later release); parsed now so configs can be
-    /// written ahead, refused at load time with a clear message.
-    Keystore(String),
+    /// An entry in imsgate's encrypted keystore; the location is attached when the config has a
+    /// `[keystore]` section.
+    Keystore(
+        String,
+        Option<std::sync::Arc<crate::keystore::KeystoreLocation>>,
+    ),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,8 +33,10 @@ pub enum SecretError {
     TooOpen { path: String, mode: u32 },
     #[error("secret file {path} is empty")]
     Empty { path: String },
-    #[error("keystore secrets ({0:?}) are not available in this release: use `file:PATH`")]
+    #[error("keystore:{0} needs a [keystore] section with path and master_keys")]
     KeystoreUnavailable(String),
+    #[error("{0}")]
+    Keystore(String),
 }
 
 /// The reference as written (`file:/path`), never the secret itself.
@@ -39,7 +44,7 @@ impl std::fmt::Display for SecretRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::File(p) => write!(f, "file:{}", p.display()),
-            Self::Keystore(name) => write!(f, "keystore:{name}"),
+            Self::Keystore(name, _) => write!(f, "keystore:{name}"),
         }
     }
 }
@@ -55,7 +60,7 @@ impl SecretRef {
         if let Some(name) = s.strip_prefix("keystore:")
             && !name.is_empty()
         {
-            return Ok(Self::Keystore(name.to_owned()));
+            return Ok(Self::Keystore(name.to_owned(), None));
         }
         // Do not echo the value: a user may have pasted the secret itself here.
         Err(SecretError::BadReference(redact_reference(s)))
@@ -72,7 +77,10 @@ impl SecretRef {
     pub fn load(&self) -> Result<SecretString, SecretError> {
         match self {
             Self::File(path) => load_file(path),
-            Self::Keystore(name) => Err(SecretError::KeystoreUnavailable(name.clone())),
+            Self::Keystore(name, None) => Err(SecretError::KeystoreUnavailable(name.clone())),
+            Self::Keystore(name, Some(location)) => crate::keystore::Keystore::open(location)
+                .and_then(|ks| ks.get(name))
+                .map_err(|e| SecretError::Keystore(e.to_string())),
         }
     }
 }
@@ -140,7 +148,10 @@ mod tests {
         let cases: &[(&str, Result<SecretRef, ()>)] = &[
             ("file:/a/b", Ok(SecretRef::File("/a/b".into()))),
             ("file:rel/x", Ok(SecretRef::File("rel/x".into()))),
-            ("keystore:main", Ok(SecretRef::Keystore("main".into()))),
+            (
+                "keystore:main",
+                Ok(SecretRef::Keystore("main".into(), None)),
+            ),
             ("file:", Err(())),
             ("keystore:", Err(())),
             ("env:CLIENT_SECRET", Err(())),
@@ -181,7 +192,7 @@ mod tests {
         let missing = SecretRef::File(dir.path().join("nope")).load().unwrap_err();
         assert!(matches!(missing, SecretError::Unreadable { .. }));
         assert!(matches!(
-            SecretRef::Keystore("k".into()).load(),
+            SecretRef::Keystore("k".into(), None).load(),
             Err(SecretError::KeystoreUnavailable(_))
         ));
     }

@@ -7,6 +7,7 @@ mod demo_app;
 mod keys;
 mod logging;
 mod run;
+mod secrets_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +79,14 @@ enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// The encrypted keystore named by the config's [keystore] section.
+    Secrets {
+        /// Path to the TOML configuration.
+        #[arg(long, short, default_value = "imsgate.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: SecretsCommand,
+    },
     /// Check a configuration file and its secrets without starting anything.
     Doctor {
         /// Path to the TOML configuration.
@@ -118,6 +127,34 @@ enum KeysCommand {
         /// Path to the TOML configuration.
         #[arg(long, short, default_value = "imsgate.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCommand {
+    /// Create the master key (if its file does not exist) and an empty keystore.
+    Init,
+    /// Store a secret read from standard input (never from the command line).
+    Set {
+        /// The name to reference as `keystore:NAME`.
+        name: String,
+    },
+    /// List the stored names and which master key encrypted each; never the values.
+    List,
+    /// Remove a secret.
+    Rm { name: String },
+    /// Print a secret's value (only with --reveal).
+    Get {
+        name: String,
+        /// Really print the value.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Write a new master key and re-encrypt every secret with it.
+    RotateMaster {
+        /// Where to write the new master key (must not exist).
+        #[arg(long)]
+        new_key: PathBuf,
     },
 }
 
@@ -172,6 +209,16 @@ fn main() -> ExitCode {
             Command::Keys {
                 action: KeysCommand::List { config },
             } => keys::list(&config),
+            Command::Secrets { config, action } => match action {
+                SecretsCommand::Init => secrets_cmd::init(&config),
+                SecretsCommand::Set { name } => secrets_cmd::set(&config, &name),
+                SecretsCommand::List => secrets_cmd::list(&config),
+                SecretsCommand::Rm { name } => secrets_cmd::remove(&config, &name),
+                SecretsCommand::Get { name, reveal } => secrets_cmd::get(&config, &name, reveal),
+                SecretsCommand::RotateMaster { new_key } => {
+                    secrets_cmd::rotate_master(&config, &new_key)
+                }
+            },
         }
     });
     match result {

@@ -666,3 +666,149 @@ fn an_api_key_credential_is_shown_by_doctor_and_has_no_token() {
         "{err}"
     );
 }
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+// Multi-threaded: the emulator keeps serving while this thread waits on child processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystore_round_trip_master_rotation_and_a_wrong_master_key() {
+    let emulator = Emulator::new(EmulatorConfig {
+        issuer: None,
+        clients: vec![EmulatorClient::new(
+            "cli-client",
+            "kept-in-the-keystore-42",
+            &["openid", "AdobeID", "firefly_api"],
+            3600,
+        )],
+    })
+    .start("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imsgate.toml");
+    let write_config = |master: &str| {
+        let text = config(emulator.base_url()).replace(
+            "client_secret = \"file:s2s.secret\"",
+            "client_secret = \"keystore:s2s\"",
+        ) + &format!(
+            "\n[keystore]\npath = \"secrets.keystore\"\nmaster_keys = [\"file:{master}\"]\n"
+        );
+        std::fs::write(&cfg, text).unwrap();
+    };
+    let c = cfg.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["secrets", "--config", c.as_str()];
+        all.extend_from_slice(args);
+        Command::new(BIN).args(&all).output().unwrap()
+    };
+    let token = || {
+        Command::new(BIN)
+            .args(["token", "--config", c.as_str(), "--credential", "s2s"])
+            .output()
+            .unwrap()
+    };
+    write_config("master.key");
+
+    let out = cli(&["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(dir.path().join("master.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let out = run_with_stdin(
+        &["secrets", "--config", &c, "set", "s2s"],
+        "kept-in-the-keystore-42\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keystore = std::fs::read_to_string(dir.path().join("secrets.keystore")).unwrap();
+    assert!(!keystore.contains("kept-in-the-keystore-42"));
+
+    let list = String::from_utf8(cli(&["list"]).stdout).unwrap();
+    assert!(list.starts_with("s2s  (master key "), "{list}");
+    assert!(!list.contains("kept-in"));
+    let out = cli(&["get", "s2s"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--reveal"));
+    let out = cli(&["get", "s2s", "--reveal"]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "kept-in-the-keystore-42\n"
+    );
+
+    let out = token();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Rotate the master key, point the config at the new one, delete the old one.
+    let out = cli(&[
+        "rotate-master",
+        "--new-key",
+        dir.path().join("master2.key").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write_config("master2.key");
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    let out = token();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The wrong master key: one clear line, and the keystore is untouched.
+    let before = std::fs::read(dir.path().join("secrets.keystore")).unwrap();
+    write_private(
+        &dir.path().join("other.key"),
+        imsgate_broker::keystore::MasterKey::generate_text().expose(),
+        0o600,
+    );
+    write_config("other.key");
+    let out = token();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("credentials.s2s.client_secrets[0]") && err.contains("not among master_keys"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("secrets.keystore")).unwrap(),
+        before
+    );
+    // With the right key back, everything is still there.
+    write_config("master2.key");
+    assert!(token().status.success());
+}

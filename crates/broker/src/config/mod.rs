@@ -13,6 +13,7 @@ use url::Url;
 use crate::secrets::SecretRef;
 
 mod consent;
+mod keystore;
 mod service_account;
 
 pub use consent::{
@@ -32,6 +33,8 @@ pub struct Config {
     pub consent: Option<ConsentConfig>,
     pub internal_api: Option<InternalApiConfig>,
     pub storage: Option<StorageConfig>,
+    /// The encrypted keystore, when `[keystore]` is present.
+    pub keystore: Option<std::sync::Arc<crate::keystore::KeystoreLocation>>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +175,7 @@ struct RawConfig {
     consent: Option<consent::RawConsent>,
     internal_api: Option<consent::RawInternalApi>,
     storage: Option<consent::RawStorage>,
+    keystore: Option<keystore::RawKeystore>,
 }
 
 #[derive(Deserialize, Default)]
@@ -433,6 +437,34 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let internal_api =
         consent::validate_internal_api(&mut p, raw.internal_api, consent_wanted, base);
     let storage = consent::validate_storage(raw.storage, consent_wanted, base);
+    let keystore_location = keystore::validate(&mut p, raw.keystore, base);
+    let mut client_token = client_token;
+    let mut internal_api = internal_api;
+    {
+        let mut refs: Vec<(String, &mut SecretRef)> = Vec::new();
+        for (name, c) in credentials.iter_mut() {
+            for (i, r) in c.client_secrets.iter_mut().enumerate() {
+                refs.push((format!("credentials.{name}.client_secrets[{i}]"), r));
+            }
+            if let Some(sa) = c.service_account.as_mut() {
+                for (i, k) in sa.keys.iter_mut().enumerate() {
+                    refs.push((
+                        format!("credentials.{name}.keys[{i}].private_key"),
+                        &mut k.private_key,
+                    ));
+                }
+            }
+        }
+        if let Some(ct) = client_token.as_mut()
+            && let CallerKeyConfig::Hs256 { secret } = &mut ct.caller_auth.key
+        {
+            refs.push(("client_token.caller_auth.hs256_secret".into(), secret));
+        }
+        if let Some(api) = internal_api.as_mut() {
+            refs.push(("internal_api.api_key".into(), &mut api.api_key));
+        }
+        keystore::attach(&mut p, keystore_location.as_ref(), refs.into_iter());
+    }
 
     let refresh = RefreshConfig {
         backoff_initial: raw
@@ -465,6 +497,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         consent,
         internal_api,
         storage,
+        keystore: keystore_location,
     })
 }
 
