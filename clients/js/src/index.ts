@@ -173,6 +173,7 @@ export function createClientAuthProvider(options: ClientAuthProviderOptions): Cl
   let refreshAt = 0;
   let inflight: Promise<ClientAuthDetails> | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let backgroundFailures = 0;
 
   signal?.addEventListener("abort", () => clearTimeout(timer), { once: true });
 
@@ -293,15 +294,25 @@ export function createClientAuthProvider(options: ClientAuthProviderOptions): Cl
   function schedule(): void {
     clearTimeout(timer);
     if (!options.backgroundRefresh || !current || signal?.aborted) return;
+    // An expired token is refetched by the next caller; the timer does not poll for it.
+    if (Date.now() >= current.tokenExpiryTimestampMs) return;
     const due = Math.max(0, refreshAt - Date.now());
     timer = setTimeout(() => {
-      refresh("background").catch(() => {
-        // The failure was reported through onError; try again while the old token lasts.
-        if (current && !signal?.aborted) {
-          clearTimeout(timer);
-          timer = setTimeout(() => schedule(), Math.min(maxDelay, baseDelay * 4));
-        }
-      });
+      refresh("background").then(
+        () => {
+          backgroundFailures = 0;
+        },
+        () => {
+          // Reported through onError. Try again, backing off further each time, while the old
+          // token lasts; once it has expired the next caller fetches, and the timer stops.
+          backgroundFailures += 1;
+          if (current && Date.now() < current.tokenExpiryTimestampMs && !signal?.aborted) {
+            clearTimeout(timer);
+            const wait = Math.min(maxDelay, baseDelay * 2 ** (backgroundFailures + 1));
+            timer = setTimeout(() => schedule(), wait);
+          }
+        },
+      );
     }, due);
   }
 

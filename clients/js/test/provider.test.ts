@@ -267,6 +267,28 @@ test("the background timer refreshes before expiry without a call", async () => 
   assert.equal(s.calls.length, 2);
 });
 
+test("background failures back off and stop once the token has expired", async () => {
+  const s = scripted(Array.from({ length: 40 }, () => status(503)));
+  s.calls.length = 0;
+  const first = scripted([ok("t1", 20_000)]);
+  let useFirst = true;
+  const f = (async (u: string | URL | Request, i?: RequestInit) =>
+    useFirst ? ((useFirst = false), first.fetch(u, i)) : s.fetch(u, i)) as typeof fetch;
+  const { p } = provider(f, { backgroundRefresh: true, maxRetries: 0, retryBaseDelayMs: 500 });
+  await p();
+  // Refresh point: half of 20 s. Then retries after 2 s, 4 s, 8 s... until expiry at 20 s.
+  await advance(10_000);
+  assert.equal(s.calls.length, 1);
+  await advance(2_000);
+  assert.equal(s.calls.length, 2);
+  await advance(4_000);
+  assert.equal(s.calls.length, 3);
+  await advance(8_000);
+  assert.equal(s.calls.length, 3, "the retry due after expiry is not sent");
+  await advance(120_000);
+  assert.equal(s.calls.length, 3, "no background requests after the token expired");
+});
+
 test("aborting stops the timer and fails later calls", async () => {
   const s = scripted([ok("t1")]);
   const controller = new AbortController();
