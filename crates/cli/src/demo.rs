@@ -168,6 +168,7 @@ pub async fn run(
     let emulator = Emulator::new(EmulatorConfig {
         issuer: None,
         clients: vec![demo_client(&client_secret, lifetime), web_app],
+        ..EmulatorConfig::default()
     })
     .start(emulator_listen)
     .await

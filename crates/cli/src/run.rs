@@ -212,6 +212,7 @@ pub async fn emulator(listen: SocketAddr, config: Option<&Path>) -> CliResult {
         None => EmulatorConfig {
             issuer: None,
             clients: vec![demo_client("demo-secret", 86_399)],
+            ..EmulatorConfig::default()
         },
     };
     config.validate()?;

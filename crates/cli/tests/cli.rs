@@ -142,6 +142,7 @@ async fn token_prints_an_access_token_ims_accepts() {
             &["openid", "AdobeID", "firefly_api"],
             3600,
         )],
+        ..EmulatorConfig::default()
     })
     .start("127.0.0.1:0".parse().unwrap())
     .await
@@ -404,6 +405,7 @@ async fn doctor_shows_which_client_secret_last_worked() {
             &["openid", "AdobeID", "firefly_api"],
             3600,
         )],
+        ..EmulatorConfig::default()
     })
     .start("127.0.0.1:0".parse().unwrap())
     .await
@@ -696,6 +698,7 @@ async fn keystore_round_trip_master_rotation_and_a_wrong_master_key() {
             &["openid", "AdobeID", "firefly_api"],
             3600,
         )],
+        ..EmulatorConfig::default()
     })
     .start("127.0.0.1:0".parse().unwrap())
     .await

@@ -13,6 +13,40 @@ pub struct EmulatorConfig {
     pub issuer: Option<String>,
     #[serde(default)]
     pub clients: Vec<EmulatorClient>,
+    /// Users offered on the sign-in page; empty means [`EmulatedUser::defaults`].
+    #[serde(default)]
+    pub users: Vec<EmulatedUser>,
+}
+
+/// An Adobe user who can sign in on the emulator's `/ims/authorize/v2` page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatedUser {
+    /// The IMS user id, the `sub` of id_tokens (`...@AdobeID`).
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+}
+
+impl EmulatedUser {
+    pub fn new(user_id: &str, email: &str, name: &str) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            email: email.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn defaults() -> Vec<EmulatedUser> {
+        vec![
+            Self::new("USERA00000000000000000@AdobeID", "ada@example.com", "Ada"),
+            Self::new(
+                "USERB00000000000000000@AdobeID",
+                "grace@example.com",
+                "Grace",
+            ),
+        ]
+    }
 }
 
 /// A customer org (an Adobe org other than the partner's) offered on the consent page.
@@ -41,6 +75,15 @@ impl EmulatedOrg {
 }
 
 impl EmulatorConfig {
+    /// The configured users, or the defaults when none are configured.
+    pub fn sign_in_users(&self) -> Vec<EmulatedUser> {
+        if self.users.is_empty() {
+            EmulatedUser::defaults()
+        } else {
+            self.users.clone()
+        }
+    }
+
     /// Problems that would make the emulator misbehave (today: redirect URI patterns that are not
     /// valid regexes), each naming the client. [`crate::Emulator::start`] refuses such a config.
     pub fn validate(&self) -> Result<(), Vec<String>> {
@@ -108,6 +151,9 @@ pub struct EmulatorClient {
     /// Metascopes bound to the client, for Service Account (JWT) exchange.
     #[serde(default)]
     pub metascopes: Vec<String>,
+    /// Lifetime of refresh tokens issued with `offline_access` (IMS: 14 days).
+    #[serde(default = "default_refresh_lifetime")]
+    pub refresh_token_lifetime_secs: u64,
 }
 
 impl std::fmt::Debug for EmulatorClient {
@@ -128,12 +174,20 @@ impl std::fmt::Debug for EmulatorClient {
             .field("consent_orgs", &self.consent_orgs)
             .field("certificates", &self.certificates.len())
             .field("metascopes", &self.metascopes)
+            .field(
+                "refresh_token_lifetime_secs",
+                &self.refresh_token_lifetime_secs,
+            )
             .finish()
     }
 }
 
 fn default_lifetime() -> u64 {
     86_399
+}
+
+fn default_refresh_lifetime() -> u64 {
+    14 * 24 * 3600
 }
 
 fn default_technical_account() -> String {
@@ -159,6 +213,7 @@ impl EmulatorClient {
             consent_orgs: Vec::new(),
             certificates: Vec::new(),
             metascopes: Vec::new(),
+            refresh_token_lifetime_secs: default_refresh_lifetime(),
         }
     }
 

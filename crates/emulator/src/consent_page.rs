@@ -26,13 +26,13 @@ const ERROR_CODES: [&str; 3] = [
 ];
 
 /// No script at all; the only styles are the page's own.
-const CSP_BASE: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
+pub(crate) const CSP_BASE: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
                         frame-ancestors 'none'";
 
-type Params = HashMap<String, String>;
+pub(crate) type Params = HashMap<String, String>;
 
 /// A parameter, with an empty value treated as absent (as a form sends an empty hidden field).
-fn param<'a>(p: &'a Params, key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(p: &'a Params, key: &str) -> Option<&'a str> {
     p.get(key).map(String::as_str).filter(|v| !v.is_empty())
 }
 
@@ -53,13 +53,13 @@ struct Checked<'a> {
 }
 
 /// Only web redirects: a `javascript:` or custom-scheme target has no place in a browser flow.
-fn redirect_url(s: &str) -> Option<Url> {
+pub(crate) fn redirect_url(s: &str) -> Option<Url> {
     Url::parse(s)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
 }
 
-fn redirect_allowed(st: &State, client: &EmulatorClient, uri: &str) -> bool {
+pub(crate) fn redirect_allowed(st: &State, client: &EmulatorClient, uri: &str) -> bool {
     client.default_redirect_uri.as_deref() == Some(uri)
         || st
             .redirect_patterns
@@ -257,7 +257,7 @@ pub(crate) async fn consent_decision(AxState(st): St, body: Bytes) -> Response {
     }
 }
 
-fn malformed() -> Response {
+pub(crate) fn malformed() -> Response {
     error_page(
         StatusCode::BAD_REQUEST,
         "Malformed request",
@@ -266,7 +266,7 @@ fn malformed() -> Response {
 }
 
 /// A 303 to `target` with `pairs` appended to its query (an existing query is kept).
-fn redirect(target: &Url, pairs: &[(&str, &str)]) -> Response {
+pub(crate) fn redirect(target: &Url, pairs: &[(&str, &str)]) -> Response {
     let mut url = target.clone();
     {
         let mut q = url.query_pairs_mut();
@@ -364,7 +364,7 @@ fn render(c: &Checked<'_>) -> Response {
 }
 
 /// IMS answers a consent request it cannot redirect anywhere with a page, not a redirect.
-fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
     let body = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>Adobe IMS emulator: {title}</title>\n</head>\n<body>\n\
@@ -375,7 +375,7 @@ fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
     html(status, body, &format!("{CSP_BASE}; form-action 'none'"))
 }
 
-fn html(status: StatusCode, body: String, csp: &str) -> Response {
+pub(crate) fn html(status: StatusCode, body: String, csp: &str) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -399,7 +399,7 @@ fn html(status: StatusCode, body: String, csp: &str) -> Response {
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

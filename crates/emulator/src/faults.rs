@@ -19,16 +19,22 @@ pub enum Endpoint {
     Consent,
     /// The Service Account exchange, `/ims/exchange/jwt` and its variants.
     JwtExchange,
+    /// The user sign-in page, `GET` and `POST /ims/authorize/v2`.
+    Authorize,
+    /// `POST /ims/revoke`.
+    Revoke,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 8] = [
         Self::Token,
         Self::Keys,
         Self::Discovery,
         Self::Validate,
         Self::Consent,
         Self::JwtExchange,
+        Self::Authorize,
+        Self::Revoke,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +45,8 @@ impl Endpoint {
             Self::Validate => "validate",
             Self::Consent => "consent",
             Self::JwtExchange => "jwt_exchange",
+            Self::Authorize => "authorize",
+            Self::Revoke => "revoke",
         }
     }
 

@@ -2,6 +2,7 @@
 //! `imsgate demo` / `imsgate emulator`, with an admin API that scripts faults and counts requests.
 #![forbid(unsafe_code)]
 
+mod authorize_page;
 pub mod config;
 pub mod consent;
 mod consent_page;
@@ -10,8 +11,9 @@ mod jwt_exchange;
 pub mod keys;
 mod routes;
 mod server;
+mod user_grants;
 
-pub use config::{EmulatedOrg, EmulatorClient, EmulatorConfig};
+pub use config::{EmulatedOrg, EmulatedUser, EmulatorClient, EmulatorConfig};
 pub use consent::{Consent, IdTokenOptions, IssuerForm, OrgClaim};
 pub use faults::{Endpoint, Fault};
 pub use server::{Emulator, RunningEmulator};

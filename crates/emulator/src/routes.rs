@@ -16,6 +16,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::config::EmulatorClient;
 use crate::consent::{IdTokenOptions, IssuerForm, OrgClaim};
 use crate::faults::{Endpoint, Fault};
 use crate::server::State;
@@ -31,6 +32,12 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route(
             "/ims/userinfo/v2",
             get(userinfo).options(userinfo_preflight),
+        )
+        .route("/ims/revoke", post(revoke))
+        .route(
+            "/ims/authorize/v2",
+            get(crate::authorize_page::authorize_page)
+                .post(crate::authorize_page::authorize_decision),
         )
         .route("/ims/exchange/jwt", post(crate::jwt_exchange::exchange))
         .route("/ims/exchange/jwt/", post(crate::jwt_exchange::exchange))
@@ -116,7 +123,9 @@ pub(crate) async fn apply_fault(state: &State, endpoint: Endpoint) -> Option<Res
     Some(with_debug_id(resp))
 }
 
-/// Client credentials from the form (`client_secret_post`) or HTTP Basic (`client_secret_basic`).
+/// Client credentials from HTTP Basic (`client_secret_basic`, each part form-encoded as RFC 6749
+/// §2.3.1 requires) or the form (`client_secret_post`). A form `client_id` that disagrees with
+/// Basic is refused as ambiguous.
 fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
     if let Some(basic) = headers
         .get(header::AUTHORIZATION)
@@ -129,12 +138,55 @@ fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(S
         let decoded = STANDARD.decode(basic.trim()).ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (id, secret) = decoded.split_once(':')?;
-        return Some((id.to_owned(), secret.to_owned()));
+        let unform = |s: &str| -> String {
+            url::form_urlencoded::parse(format!("v={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let (id, secret) = (unform(id), unform(secret));
+        if form.get("client_id").is_some_and(|f| *f != id) {
+            return None;
+        }
+        return Some((id, secret));
     }
     Some((
         form.get("client_id")?.clone(),
         form.get("client_secret")?.clone(),
     ))
+}
+
+/// Finds the client and checks its secret (either of two during rotation), in constant time.
+pub(crate) fn authenticate<'a>(
+    state: &'a State,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<&'a EmulatorClient, Box<Response>> {
+    let Some((client_id, secret)) = client_auth(headers, form) else {
+        return Err(Box::new(ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "missing client_id parameter",
+        )));
+    };
+    let Some(client) = state.client(&client_id) else {
+        return Err(Box::new(ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "invalid client_id parameter",
+        )));
+    };
+    let secret_ok = client.client_secrets.iter().fold(false, |ok, s| {
+        ok | bool::from(s.as_bytes().ct_eq(secret.as_bytes()))
+    });
+    if !secret_ok {
+        return Err(Box::new(ims_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "invalid client_secret parameter",
+        )));
+    }
+    Ok(client)
 }
 
 async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response {
@@ -148,8 +200,8 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
             "malformed form body",
         );
     };
-    match form.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {}
+    let grant = match form.get("grant_type").map(String::as_str) {
+        Some(g @ ("client_credentials" | "authorization_code" | "refresh_token")) => g,
         Some(_) => {
             return ims_error(
                 StatusCode::BAD_REQUEST,
@@ -164,31 +216,23 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
                 "missing grant_type parameter",
             );
         }
-    }
-    let Some((client_id, secret)) = client_auth(&headers, &form) else {
-        return ims_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "missing client_id parameter",
-        );
     };
-    let Some(client) = state.client(&client_id) else {
-        return ims_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "invalid client_id parameter",
-        );
+    let client = match authenticate(&state, &headers, &form) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
     };
-    let secret_ok = client.client_secrets.iter().fold(false, |ok, s| {
-        ok | bool::from(s.as_bytes().ct_eq(secret.as_bytes()))
-    });
-    if !secret_ok {
-        return ims_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "invalid client_secret parameter",
-        );
+    match grant {
+        "authorization_code" => crate::user_grants::authorization_code(&state, client, &form),
+        "refresh_token" => crate::user_grants::refresh_token(&state, client, &form),
+        _ => client_credentials(&state, client, &form),
     }
+}
+
+fn client_credentials(
+    state: &State,
+    client: &EmulatorClient,
+    form: &HashMap<String, String>,
+) -> Response {
     let Some(scope) = form.get("scope").filter(|s| !s.trim().is_empty()) else {
         return ims_error(
             StatusCode::BAD_REQUEST,
@@ -227,8 +271,26 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
             }
         },
     };
+    let jwt = mint_access_token(state, client, &user_id, &org_id, &requested.join(","), None);
+    token_json(json!({
+        "access_token": jwt,
+        "token_type": "bearer",
+        "expires_in": client.token_lifetime_secs,
+    }))
+}
+
+/// An access token as IMS issues them: a JWT whose claims carry `created_at` and `expires_in` in
+/// milliseconds, as strings.
+fn mint_access_token(
+    state: &State,
+    client: &EmulatorClient,
+    user_id: &str,
+    org_id: &str,
+    scope: &str,
+    family: Option<&str>,
+) -> String {
     let lifetime_ms = client.token_lifetime_secs * 1000;
-    let claims = json!({
+    let mut claims = json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "type": "access_token",
         "client_id": client.client_id,
@@ -237,20 +299,87 @@ async fn token(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response 
         "as": "ims-na1",
         "created_at": now_ms().to_string(),
         "expires_in": lifetime_ms.to_string(),
-        "scope": requested.join(","),
+        "scope": scope,
     });
-    let jwt = state
+    if let Some(f) = family {
+        claims["family"] = f.into();
+    }
+    state
         .signing_key()
-        .sign(json!({"typ": "JWT", "itt": "at"}), &claims);
-    let mut resp = Json(json!({
-        "access_token": jwt,
-        "token_type": "bearer",
-        "expires_in": client.token_lifetime_secs,
-    }))
-    .into_response();
+        .sign(json!({"typ": "JWT", "itt": "at"}), &claims)
+}
+
+fn token_json(body: serde_json::Value) -> Response {
+    let mut resp = Json(body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     with_debug_id(resp)
+}
+
+/// The answer to a user grant: an access token for the user, and the refresh token and id_token
+/// when the grant earned them.
+pub(crate) fn user_token_response(
+    state: &State,
+    client: &EmulatorClient,
+    user_id: &str,
+    scopes: &[String],
+    family: &str,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+) -> Response {
+    let jwt = mint_access_token(
+        state,
+        client,
+        user_id,
+        &client.org_id,
+        &scopes.join(","),
+        Some(family),
+    );
+    let mut body = json!({
+        "access_token": jwt,
+        "token_type": "bearer",
+        "expires_in": client.token_lifetime_secs,
+    });
+    if let Some(r) = refresh_token {
+        body["refresh_token"] = r.into();
+    }
+    if let Some(t) = id_token {
+        body["id_token"] = t.into();
+    }
+    token_json(body)
+}
+
+/// `POST /ims/revoke` (RFC 7009): 200 with an empty body, also for tokens it does not know.
+async fn revoke(AxState(state): St, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(resp) = apply_fault(&state, Endpoint::Revoke).await {
+        return resp;
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed form body",
+        );
+    };
+    let client = match authenticate(&state, &headers, &form) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "missing token parameter",
+        );
+    };
+    if !state.user_grants.revoke_refresh(&client.client_id, token)
+        && let Ok(claims) = verify_access_token(&state, token)
+        && claims.get("client_id").and_then(|v| v.as_str()) == Some(client.client_id.as_str())
+        && let Some(id) = claims.get("id").and_then(|v| v.as_str())
+    {
+        state.user_grants.revoke_access(id);
+    }
+    with_debug_id(StatusCode::OK.into_response())
 }
 
 async fn keys(AxState(state): St) -> Response {
@@ -335,6 +464,10 @@ pub(crate) fn verify_access_token(
     };
     if now_ms() >= created + lifetime {
         return Err("expired");
+    }
+    let text = |k: &str| claims.get(k).and_then(|v| v.as_str());
+    if state.user_grants.is_revoked(text("id"), text("family")) {
+        return Err("revoked");
     }
     Ok(claims)
 }

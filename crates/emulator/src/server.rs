@@ -27,6 +27,7 @@ pub(crate) struct State {
     pub(crate) consents: ConsentBook,
     /// Each client's `redirect_uri_patterns`, compiled once, by client id.
     pub(crate) redirect_patterns: HashMap<String, Vec<regex::Regex>>,
+    pub(crate) user_grants: crate::user_grants::UserGrants,
 }
 
 impl State {
@@ -55,6 +56,39 @@ impl State {
     /// The `iss` id_tokens carry under the current options.
     pub(crate) fn id_token_issuer(&self) -> String {
         self.consents.options().issuer_form.issuer(&self.issuer)
+    }
+
+    /// An id_token for a user's sign-in, signed with the current key.
+    pub(crate) fn issue_user_id_token(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        nonce: Option<&str>,
+    ) -> String {
+        let now = crate::routes::now_ms() / 1000;
+        let user = self
+            .config
+            .sign_in_users()
+            .into_iter()
+            .find(|u| u.user_id == user_id);
+        let mut claims = serde_json::json!({
+            "iss": self.id_token_issuer(),
+            "sub": user_id,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + 3600,
+            "as": "ims-na1",
+            "type": "id_token",
+        });
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
+        }
+        if let Some(u) = user {
+            claims["email"] = u.email.into();
+            claims["name"] = u.name.into();
+        }
+        self.signing_key()
+            .sign(serde_json::json!({"typ": "JWT"}), &claims)
     }
 
     /// An id_token as the consent page issues it, signed with the current key.
@@ -127,6 +161,7 @@ impl Emulator {
             faults: FaultBook::default(),
             consents,
             redirect_patterns,
+            user_grants: Default::default(),
         });
         state.rotate_keys();
         let app = crate::routes::router(state.clone());

@@ -15,6 +15,7 @@ async fn start() -> RunningEmulator {
             allowed_org_ids: vec!["CUSTOMER1@AdobeOrg".into()],
             ..EmulatorClient::new("c1", "unused", &["openid", "AdobeID", "firefly_api"], 300)
         }],
+        ..Default::default()
     })
     .start("127.0.0.1:0".parse().unwrap())
     .await

@@ -15,6 +15,7 @@ pub struct ImsEndpoints {
     pub jwks: Url,
     pub validate: Url,
     pub authorize: Url,
+    pub revoke: Url,
     pub discovery: Url,
 }
 
@@ -28,6 +29,7 @@ impl ImsEndpoints {
             jwks: join("/ims/keys")?,
             validate: join("/ims/validate_token/v1")?,
             authorize: join("/ims/authorize/v2")?,
+            revoke: join("/ims/revoke")?,
             discovery: join("/ims/.well-known/openid-configuration")?,
         })
     }

@@ -255,15 +255,55 @@ impl UnverifiedIdToken<'_> {
             .decode(self.payload)
             .map_err(|_| IdTokenError::Malformed)?;
         let claims = strict_json::parse_object(&payload)?;
-        check_claims(&claims, expect, now)
+        let (sub, issued_at, expires_at) = check_claims(&claims, expect, now)?;
+        let org_id = org_claim(&claims)?;
+        Ok(ConsentIdentity {
+            org_id: org_id.to_owned(),
+            technical_account: sub.to_owned(),
+            issued_at,
+            expires_at,
+        })
+    }
+
+    /// Like [`UnverifiedIdToken::verify`] for a user's sign-in: the same signature and claim
+    /// checks, yielding the user (`sub`) instead of an org.
+    pub fn verify_user(
+        &self,
+        key: &RsaPublicKey,
+        expect: &Expectations<'_>,
+        now: u64,
+    ) -> Result<UserIdentity, IdTokenError> {
+        if !key.verify(self.signing_input.as_bytes(), &self.signature) {
+            return Err(IdTokenError::BadSignature);
+        }
+        let payload = B64
+            .decode(self.payload)
+            .map_err(|_| IdTokenError::Malformed)?;
+        let claims = strict_json::parse_object(&payload)?;
+        let (sub, issued_at, expires_at) = check_claims(&claims, expect, now)?;
+        Ok(UserIdentity {
+            user_id: sub.to_owned(),
+            issued_at,
+            expires_at,
+        })
     }
 }
 
-fn check_claims(
-    claims: &Map<String, Value>,
+/// What a verified sign-in id_token establishes: the IMS user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIdentity {
+    /// The IMS user id (`sub`).
+    pub user_id: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+/// The checks every id_token gets; yields `sub`, `iat` and `exp`.
+fn check_claims<'c>(
+    claims: &'c Map<String, Value>,
     expect: &Expectations<'_>,
     now: u64,
-) -> Result<ConsentIdentity, IdTokenError> {
+) -> Result<(&'c str, u64, u64), IdTokenError> {
     let iss = string_claim(claims, "iss")?;
     if !expect.issuers.iter().any(|i| i == iss) {
         return Err(IdTokenError::WrongIssuer);
@@ -294,13 +334,7 @@ fn check_claims(
     if !is_identifier(sub) {
         return Err(IdTokenError::BadClaim("sub"));
     }
-    let org_id = org_claim(claims)?;
-    Ok(ConsentIdentity {
-        org_id: org_id.to_owned(),
-        technical_account: sub.to_owned(),
-        issued_at: iat,
-        expires_at: exp,
-    })
+    Ok((sub, iat, exp))
 }
 
 fn string_claim<'a>(

@@ -19,6 +19,7 @@ pub mod secret;
 pub mod service_account;
 pub mod strict_json;
 pub mod token;
+pub mod user_oauth;
 
 pub use endpoints::ImsEndpoints;
 pub use error::{ImsError, ImsErrorKind};

@@ -82,6 +82,7 @@ pub async fn start_emulator(lifetime_secs: u64) -> RunningEmulator {
             &["openid", "AdobeID", "firefly_api", "ff_apis"],
             lifetime_secs,
         )],
+        ..EmulatorConfig::default()
     })
     .start("127.0.0.1:0".parse().unwrap())
     .await
