@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use imsgate_ims::service_account::{AssertionClaims, JwtExchangeRequest};
 use imsgate_ims::token::parse_token_response;
 use imsgate_ims::{
-    AccessToken, ClientCredentialsRequest, ExpiresInUnit, HttpRequest, ImsEndpoints, ImsError,
-    ImsErrorKind, SecretString,
+    AccessToken, ClientCredentialsRequest, ExpiresInUnit, HttpRequest, HttpResponse, ImsEndpoints,
+    ImsError, ImsErrorKind, SecretString,
 };
 use parking_lot::Mutex;
 
@@ -108,20 +108,35 @@ impl ImsFetcher {
         unit: ExpiresInUnit,
         build: impl Fn(&SecretString) -> HttpRequest,
     ) -> Result<AccessToken, ImsError> {
+        let now = self.clock.now();
+        self.send_with_secrets(cred, endpoint, build, |resp| {
+            parse_token_response(resp, now, unit)
+        })
+        .await
+    }
+
+    /// Like [`ImsFetcher::with_secrets`] with the caller's own response parser.
+    pub async fn send_with_secrets<T>(
+        &self,
+        cred: &Credential,
+        endpoint: &'static str,
+        build: impl Fn(&SecretString) -> HttpRequest,
+        parse: impl Fn(&HttpResponse) -> Result<T, ImsError>,
+    ) -> Result<T, ImsError> {
         let n = cred.secrets.len();
         let first = cred.active_secret() % n.max(1);
         let mut last_err = ImsError::invalid_response("credential has no secret");
         for i in (0..n).map(|k| (first + k) % n) {
             let resp = self.client.send(endpoint, build(&cred.secrets[i])).await?;
-            match parse_token_response(&resp, self.clock.now(), unit) {
-                Ok(token) => {
+            match parse(&resp) {
+                Ok(value) => {
                     if i != first {
                         tracing::warn!(credential = %cred.config.name, secret_index = i, "switched to the other client secret after invalid_client");
                     }
                     cred.active.store(i, Ordering::Relaxed);
-                    cred.last_success.lock()[i] = Some(token.issued_at);
+                    cred.last_success.lock()[i] = Some(self.clock.now());
                     self.record(cred, i, true).await;
-                    return Ok(token);
+                    return Ok(value);
                 }
                 Err(e) if e.kind == ImsErrorKind::InvalidClient => {
                     self.record(cred, i, false).await;
@@ -227,6 +242,15 @@ impl Fetcher for ImsFetcher {
                 CredentialKind::ApiKey => {
                     let mut e = ImsError::new(ImsErrorKind::Rejected);
                     e.description = Some("an api_key credential has no token".into());
+                    Err(e)
+                }
+                CredentialKind::OAuthWebApp => {
+                    // User tokens come from a user's sign-in, through `user_login`, never from
+                    // the client's own credentials.
+                    let mut e = ImsError::new(ImsErrorKind::Rejected);
+                    e.description = Some(
+                        "an oauth_web_app credential has tokens only for signed-in users".into(),
+                    );
                     Err(e)
                 }
                 _ => self.client_credentials(cred, key).await,

@@ -146,6 +146,32 @@ impl MasterKey {
         Self::from_text(&text, &r.to_string())
     }
 
+    /// Encrypts `plain` with a fresh random nonce; returns the nonce and ciphertext with its tag.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Option<([u8; NONCE_LEN], Vec<u8>)> {
+        let mut buf = plain.to_vec();
+        let nonce = self
+            .key
+            .seal_in_place_append_tag(Aad::from(aad), &mut buf)
+            .ok()?;
+        Some((*nonce.as_ref(), buf))
+    }
+
+    /// Decrypts what [`MasterKey::seal`] produced; `None` if the key, the data or the associated
+    /// data differ.
+    pub fn open(&self, aad: &[u8], nonce: [u8; NONCE_LEN], mut sealed: Vec<u8>) -> Option<Vec<u8>> {
+        let plain = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut sealed,
+            )
+            .ok()?
+            .to_vec();
+        zeroize::Zeroize::zeroize(&mut sealed);
+        Some(plain)
+    }
+
     /// A new random master key's file text.
     pub fn generate_text() -> SecretString {
         let mut bytes = [0u8; 32];
@@ -279,17 +305,12 @@ impl Keystore {
             .ok()
             .and_then(|n| n.try_into().ok())
             .ok_or_else(decrypt_err)?;
-        let mut buf = B64.decode(&r.ciphertext).map_err(|_| decrypt_err())?;
-        let plain = master
-            .key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(name, &r.kid)),
-                &mut buf,
-            )
-            .map_err(|_| decrypt_err())?;
-        let value = String::from_utf8(plain.to_vec()).map_err(|_| decrypt_err());
-        zeroize::Zeroize::zeroize(&mut buf);
+        let buf = B64.decode(&r.ciphertext).map_err(|_| decrypt_err())?;
+        let mut plain = master
+            .open(&aad(name, &r.kid), nonce, buf)
+            .ok_or_else(decrypt_err)?;
+        let value = String::from_utf8(plain.clone()).map_err(|_| decrypt_err());
+        zeroize::Zeroize::zeroize(&mut plain);
         value.map(SecretString::new)
     }
 
@@ -301,17 +322,15 @@ impl Keystore {
                 reference: "master_keys".into(),
                 reason: "no master key configured".into(),
             })?;
-        let mut buf = value.expose().as_bytes().to_vec();
-        let nonce = master
-            .key
-            .seal_in_place_append_tag(Aad::from(aad(name, &master.kid)), &mut buf)
-            .map_err(|_| KeystoreError::MasterKey {
+        let (nonce, buf) = master
+            .seal(&aad(name, &master.kid), value.expose().as_bytes())
+            .ok_or_else(|| KeystoreError::MasterKey {
                 reference: master.kid.clone(),
                 reason: "encryption failed".into(),
             })?;
         let record = Record {
             kid: master.kid.clone(),
-            nonce: B64.encode(nonce.as_ref()),
+            nonce: B64.encode(nonce),
             ciphertext: B64.encode(&buf),
         };
         Ok(record)

@@ -14,10 +14,12 @@ pub mod jwks;
 pub mod keystore;
 pub mod metrics;
 pub mod ratelimit;
+pub mod sealed;
 pub mod secrets;
 pub mod service;
 pub mod service_account;
 pub mod storage;
+pub mod user_login;
 pub mod verified;
 
 pub use service::Broker;

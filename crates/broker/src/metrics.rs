@@ -71,6 +71,13 @@ pub struct Metrics {
     pub revocations: Counter,
     pub links: Family<StatusLabels, Gauge>,
     pub certificate_expiry: Family<CredentialLabels, Gauge>,
+    pub user_login_callbacks: Family<ConsentLabels, Counter>,
+    pub user_token_refreshes: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -140,8 +147,22 @@ impl Metrics {
             "Seconds until the last valid certificate of a service account expires (0 when none is valid)",
             certificate_expiry.clone(),
         );
+        let user_login_callbacks = Family::<ConsentLabels, Counter>::default();
+        registry.register(
+            "user_login_callbacks",
+            "User sign-in callbacks by result and code",
+            user_login_callbacks.clone(),
+        );
+        let user_token_refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "user_token_refreshes",
+            "User token refreshes with a refresh token, by result",
+            user_token_refreshes.clone(),
+        );
         Self {
             registry,
+            user_login_callbacks,
+            user_token_refreshes,
             certificate_expiry,
             consent_callbacks,
             revocations,
@@ -173,6 +194,18 @@ impl Metrics {
     pub fn consent_callback(&self, result: &'static str, code: &'static str) {
         self.consent_callbacks
             .get_or_create(&ConsentLabels { result, code })
+            .inc();
+    }
+
+    pub fn user_login_callback(&self, result: &'static str, code: &'static str) {
+        self.user_login_callbacks
+            .get_or_create(&ConsentLabels { result, code })
+            .inc();
+    }
+
+    pub fn user_token_refresh(&self, result: &'static str) {
+        self.user_token_refreshes
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 

@@ -47,6 +47,7 @@ pub struct AppState {
     pub credentials: HashMap<String, Arc<Credential>>,
     pub client_token: Option<Arc<ClientTokenState>>,
     pub consent: Option<Arc<ConsentState>>,
+    pub user_login: Option<Arc<crate::http::user_login::UserLoginState>>,
     pub store: Option<crate::storage::Store>,
     pub max_body_bytes: usize,
 }
@@ -121,6 +122,21 @@ impl Broker {
                 }
             }
         }
+        let sealer = match &config.user_login {
+            Some(ul) => match crate::sealed::Sealer::load(&ul.token_encryption_keys) {
+                Ok(s) => Some(s),
+                Err(errors) => {
+                    for e in errors {
+                        problems.push(format!("user_login.token_encryption_keys: {e}"));
+                    }
+                    None
+                }
+            },
+            None => None,
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         let fetcher = Arc::new(ImsFetcher {
             client,
             endpoints: config.ims.endpoints.clone(),
@@ -128,7 +144,12 @@ impl Broker {
             clock: clock.clone(),
             store: store.clone(),
         });
-        let cache = TokenCache::new(fetcher, clock.clone(), config.refresh, metrics.clone());
+        let cache = TokenCache::new(
+            fetcher.clone(),
+            clock.clone(),
+            config.refresh,
+            metrics.clone(),
+        );
         let client_token = match (&config.client_token, verifier) {
             (Some(ct), Some(verifier)) => {
                 let cred = &config.credentials[&ct.credential];
@@ -152,7 +173,7 @@ impl Broker {
         if let Some(ct) = &client_token {
             spawn_eviction(Arc::downgrade(ct));
         }
-        let consent = match (&config.consent, &store, internal_key) {
+        let consent = match (&config.consent, &store, internal_key.clone()) {
             (Some(cc), Some(store), Some(internal_key)) => {
                 let cred = &config.credentials[&cc.credential];
                 let jwks = crate::jwks::JwksCache::new(
@@ -189,6 +210,43 @@ impl Broker {
             }
             _ => None,
         };
+        let user_login = match (&config.user_login, &store, internal_key, sealer) {
+            (Some(ul), Some(store), Some(internal_key), Some(sealer)) => {
+                let credential = credentials[&ul.credential].clone();
+                let jwks = crate::jwks::JwksCache::new(
+                    config.ims.endpoints.jwks.clone(),
+                    config.ims.request_timeout,
+                )
+                .map_err(|e| vec![e])?;
+                let vault = Arc::new(crate::user_login::UserTokenVault::new(
+                    credential.clone(),
+                    fetcher.clone(),
+                    store.clone(),
+                    sealer,
+                    clock.clone(),
+                    ul.token_auth,
+                    ul.refresh_token_lifetime,
+                    config.refresh,
+                    metrics.clone(),
+                ));
+                let service = crate::user_login::UserLoginService {
+                    config: ul.clone(),
+                    scopes: credential.config.scopes.clone(),
+                    credential,
+                    store: store.clone(),
+                    jwks,
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    fetcher: fetcher.clone(),
+                    vault,
+                };
+                Some(Arc::new(crate::http::user_login::UserLoginState {
+                    service,
+                    internal_key,
+                }))
+            }
+            _ => None,
+        };
         if let Some(store) = &store {
             spawn_purge(store.clone(), clock.clone());
         }
@@ -199,6 +257,7 @@ impl Broker {
                 credentials,
                 client_token,
                 consent,
+                user_login,
                 store,
                 max_body_bytes: config.server.max_body_bytes,
             }),
@@ -220,8 +279,14 @@ impl Broker {
             .credentials
             .get(credential)
             .ok_or_else(|| TokenError::UnknownCredential(credential.to_owned()))?;
-        if cred.kind == crate::config::CredentialKind::ApiKey {
-            return Err(TokenError::NoToken(credential.to_owned()));
+        match cred.kind {
+            crate::config::CredentialKind::ApiKey => {
+                return Err(TokenError::NoToken(credential.to_owned()));
+            }
+            crate::config::CredentialKind::OAuthWebApp => {
+                return Err(TokenError::UserOnly(credential.to_owned()));
+            }
+            _ => {}
         }
         let key = TokenKey {
             credential: Arc::from(credential),
@@ -255,6 +320,10 @@ pub enum TokenError {
         "credential {0:?} is an api_key credential: it has no token; send its client id as the x-api-key header"
     )]
     NoToken(String),
+    #[error(
+        "credential {0:?} is an oauth_web_app credential: its tokens belong to signed-in users; get one with POST /api/users/USER/token"
+    )]
+    UserOnly(String),
     #[error("{}", .0.cause)]
     Unavailable(Unavailable),
 }

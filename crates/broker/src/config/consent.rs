@@ -161,62 +161,15 @@ pub(super) fn validate_consent(
             None
         }
     };
-    let public_url = match raw.public_url {
-        Some(u) => parse_url(p, &format!("{at}.public_url"), &u),
-        None => {
-            p.push(
-                at,
-                "public_url is required: the https URL where browsers reach imsgate",
-            );
-            None
-        }
-    };
-    if let Some(u) = &public_url
-        && (u.query().is_some() || u.fragment().is_some())
-    {
-        p.push(
-            &format!("{at}.public_url"),
-            "must not have a query or fragment",
-        );
-    }
-    let callback_url = match (&raw.callback_url, &public_url) {
-        (Some(u), _) => parse_url(p, &format!("{at}.callback_url"), u),
-        (None, Some(base)) => Some(join_path(base, CALLBACK_PATH)),
-        (None, None) => None,
-    };
+    let (public_url, callback_url) =
+        flow_urls(p, at, raw.public_url, raw.callback_url, CALLBACK_PATH);
     let consent_url = parse_url(
         p,
         &format!("{at}.consent_url"),
         raw.consent_url.as_deref().unwrap_or(ADOBE_CONSENT_URL),
     );
-    let issuers = raw.issuers.unwrap_or_else(|| match ims_base {
-        // IMS's docs say `<base>/ims`, its discovery document says `<base>`: accept both.
-        Some(b) => {
-            let b = b.as_str().trim_end_matches('/').to_owned();
-            vec![b.clone(), format!("{b}/ims")]
-        }
-        None => Vec::new(),
-    });
-    if issuers.is_empty() || issuers.iter().any(|i| i.is_empty()) {
-        p.push(
-            &format!("{at}.issuers"),
-            "must list the accepted id_token issuers",
-        );
-    }
-    let return_to = match ReturnToPolicy::new(&raw.return_to_origins) {
-        Ok(_) if raw.return_to_origins.is_empty() => {
-            p.push(
-                at,
-                "return_to_origins must list your application's origins, e.g. [\"https://app.example.com\"]",
-            );
-            None
-        }
-        Ok(policy) => Some(Arc::new(policy)),
-        Err(e) => {
-            p.push(&format!("{at}.return_to_origins"), e);
-            None
-        }
-    };
+    let issuers = issuers(p, at, raw.issuers, ims_base);
+    let return_to = return_to(p, at, &raw.return_to_origins);
     let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
     let connect_ttl = secs(raw.connect_ttl_seconds, 300);
     let session_ttl = secs(raw.session_ttl_seconds, 900);
@@ -235,20 +188,13 @@ pub(super) fn validate_consent(
     if id_token_leeway > Duration::from_secs(300) {
         p.push(&format!("{at}.id_token_leeway_seconds"), "at most 300");
     }
-    // The callback URL is what IMS redirects to, so it must pass the credential's own rules.
-    if let (Some(name), Some(cb)) = (&credential, &callback_url)
-        && let Some(web) = credentials.get(name).and_then(|c| c.web_app.as_ref())
-        && let Ok(rules) = redirect_rules(web, raw.development_mode)
-        && !rules.allows(cb.as_str())
-    {
-        p.push(
-            &format!("{at}.callback_url"),
-            format!(
-                "{:?} is neither the credential's default_redirect_uri nor matched by its redirect_uri_patterns; IMS would refuse it",
-                cb.as_str()
-            ),
-        );
-    }
+    check_callback(
+        p,
+        at,
+        credential.as_ref().and_then(|n| credentials.get(n)),
+        callback_url.as_ref(),
+        raw.development_mode,
+    );
     Some(ConsentConfig {
         credential: credential?,
         public_url: public_url?,
@@ -261,6 +207,108 @@ pub(super) fn validate_consent(
         id_token_leeway,
         development_mode: raw.development_mode,
     })
+}
+
+/// `public_url` (required, no query or fragment) and the callback under it unless overridden.
+pub(super) fn flow_urls(
+    p: &mut Problems,
+    at: &str,
+    public_url: Option<String>,
+    callback_url: Option<String>,
+    default_path: &str,
+) -> (Option<Url>, Option<Url>) {
+    let public_url = match public_url {
+        Some(u) => parse_url(p, &format!("{at}.public_url"), &u),
+        None => {
+            p.push(
+                at,
+                "public_url is required: the https URL where browsers reach imsgate",
+            );
+            None
+        }
+    };
+    if let Some(u) = &public_url
+        && (u.query().is_some() || u.fragment().is_some())
+    {
+        p.push(
+            &format!("{at}.public_url"),
+            "must not have a query or fragment",
+        );
+    }
+    let callback_url = match (&callback_url, &public_url) {
+        (Some(u), _) => parse_url(p, &format!("{at}.callback_url"), u),
+        (None, Some(base)) => Some(join_path(base, default_path)),
+        (None, None) => None,
+    };
+    (public_url, callback_url)
+}
+
+/// The accepted id_token issuers; by default both spellings IMS uses for the configured base.
+pub(super) fn issuers(
+    p: &mut Problems,
+    at: &str,
+    raw: Option<Vec<String>>,
+    ims_base: Option<&Url>,
+) -> Vec<String> {
+    let issuers = raw.unwrap_or_else(|| match ims_base {
+        // IMS's docs say `<base>/ims`, its discovery document says `<base>`: accept both.
+        Some(b) => {
+            let b = b.as_str().trim_end_matches('/').to_owned();
+            vec![b.clone(), format!("{b}/ims")]
+        }
+        None => Vec::new(),
+    });
+    if issuers.is_empty() || issuers.iter().any(|i| i.is_empty()) {
+        p.push(
+            &format!("{at}.issuers"),
+            "must list the accepted id_token issuers",
+        );
+    }
+    issuers
+}
+
+pub(super) fn return_to(
+    p: &mut Problems,
+    at: &str,
+    origins: &[String],
+) -> Option<Arc<ReturnToPolicy>> {
+    match ReturnToPolicy::new(origins) {
+        Ok(_) if origins.is_empty() => {
+            p.push(
+                at,
+                "return_to_origins must list your application's origins, e.g. [\"https://app.example.com\"]",
+            );
+            None
+        }
+        Ok(policy) => Some(Arc::new(policy)),
+        Err(e) => {
+            p.push(&format!("{at}.return_to_origins"), e);
+            None
+        }
+    }
+}
+
+/// The callback URL is what IMS redirects to, so it must pass the credential's own rules.
+pub(super) fn check_callback(
+    p: &mut Problems,
+    at: &str,
+    credential: Option<&CredentialConfig>,
+    callback_url: Option<&Url>,
+    development_mode: bool,
+) {
+    if let (Some(cred), Some(cb)) = (credential, callback_url)
+        && let Some(web) = cred.web_app.as_ref()
+        && let Ok(rules) = redirect_rules(web, development_mode)
+        && !rules.allows(cb.as_str())
+    {
+        p.push(
+            &format!("{at}.callback_url"),
+            format!(
+                "{:?} is neither the credential's default_redirect_uri nor matched by its redirect_uri_patterns; IMS would refuse it",
+                cb.as_str()
+            ),
+        );
+    }
 }
 
 fn join_path(base: &Url, path: &str) -> Url {
@@ -282,7 +330,7 @@ pub(super) fn validate_internal_api(
         None if required => {
             p.push(
                 "internal_api",
-                "api_key is required with [consent]: a secret reference such as \"file:/etc/imsgate/internal-api-key\"",
+                "api_key is required with [consent] or [user_login]: a secret reference such as \"file:/etc/imsgate/internal-api-key\"",
             );
             None
         }

@@ -33,26 +33,42 @@ pub(super) fn validate(
             "path is required (the keystore file, created by `imsgate secrets init`)",
         );
     }
-    let mut master_keys = Vec::new();
-    for (i, m) in raw.master_keys.unwrap_or_default().iter().enumerate() {
-        match MasterKeyRef::parse(m) {
-            Some(r) => master_keys.push(r.relative_to(base)),
-            None => p.push(
-                &format!("{at}.master_keys[{i}]"),
-                "must be file:PATH or systemd:NAME (master keys are never inline or in environment variables)",
-            ),
-        }
-    }
-    if master_keys.is_empty() {
-        p.push(
-            at,
-            "master_keys must list at least one master key, newest first, e.g. [\"file:/etc/imsgate/master.key\"]",
-        );
-    }
+    let master_keys = master_key_refs(
+        p,
+        &format!("{at}.master_keys"),
+        raw.master_keys.unwrap_or_default(),
+        base,
+    );
     Some(Arc::new(KeystoreLocation {
         path: path?,
         master_keys,
     }))
+}
+
+/// A list of master key references (newest first); at least one is required.
+pub(super) fn master_key_refs(
+    p: &mut Problems,
+    at: &str,
+    list: Vec<String>,
+    base: &Path,
+) -> Vec<MasterKeyRef> {
+    let mut keys = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        match MasterKeyRef::parse(m) {
+            Some(r) => keys.push(r.relative_to(base)),
+            None => p.push(
+                &format!("{at}[{i}]"),
+                "must be file:PATH or systemd:NAME (keys are never inline or in environment variables)",
+            ),
+        }
+    }
+    if keys.is_empty() {
+        p.push(
+            at,
+            "must list at least one key, newest first, e.g. [\"file:/etc/imsgate/master.key\"] (`imsgate keys encryption-key --out FILE` creates one)",
+        );
+    }
+    keys
 }
 
 /// Points every `keystore:NAME` reference at the keystore, or reports that there is none.

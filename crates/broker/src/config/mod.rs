@@ -15,12 +15,14 @@ use crate::secrets::SecretRef;
 mod consent;
 mod keystore;
 mod service_account;
+mod user_login;
 
 pub use consent::{
     ADOBE_CONSENT_URL, CALLBACK_PATH, ConsentConfig, InternalApiConfig, StorageConfig,
     WebAppConfig, redirect_rules,
 };
 pub use service_account::{KeyConfig, ServiceAccountConfig};
+pub use user_login::{USER_CALLBACK_PATH, UserLoginConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct Config {
     pub storage: Option<StorageConfig>,
     /// The encrypted keystore, when `[keystore]` is present.
     pub keystore: Option<std::sync::Arc<crate::keystore::KeystoreLocation>>,
+    /// User sign-in (OAuth authorization code), when `[user_login]` is present.
+    pub user_login: Option<UserLoginConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +77,8 @@ pub enum CredentialKind {
     ServiceAccount,
     /// API key only: the client id is sent as `x-api-key`; there is no secret and no token.
     ApiKey,
+    /// User OAuth (authorization code with PKCE): tokens act for a signed-in Adobe user.
+    OAuthWebApp,
 }
 
 impl CredentialKind {
@@ -82,6 +88,7 @@ impl CredentialKind {
             Self::EnterpriseWebApp => "enterprise_web_app",
             Self::ServiceAccount => "service_account",
             Self::ApiKey => "api_key",
+            Self::OAuthWebApp => "oauth_web_app",
         }
     }
 }
@@ -176,6 +183,7 @@ struct RawConfig {
     internal_api: Option<consent::RawInternalApi>,
     storage: Option<consent::RawStorage>,
     keystore: Option<keystore::RawKeystore>,
+    user_login: Option<user_login::RawUserLogin>,
 }
 
 #[derive(Deserialize, Default)]
@@ -192,6 +200,7 @@ struct RawIms {
     jwks_url: Option<String>,
     validate_url: Option<String>,
     authorize_url: Option<String>,
+    revoke_url: Option<String>,
     discovery_url: Option<String>,
     request_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
@@ -397,7 +406,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let development_mode = raw
         .consent
         .as_ref()
-        .is_some_and(consent::RawConsent::development_mode);
+        .is_some_and(consent::RawConsent::development_mode)
+        || raw
+            .user_login
+            .as_ref()
+            .is_some_and(user_login::RawUserLogin::development_mode);
 
     // Names are checked against what was declared, so one broken credential is reported once
     // rather than again by everything that refers to it.
@@ -415,14 +428,19 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         .and_then(|ct| validate_client_token(&mut p, ct, &declared, base));
 
     if let Some(ct) = &client_token
-        && credentials
-            .get(&ct.credential)
-            .is_some_and(|c| c.kind == CredentialKind::ApiKey)
+        && let Some(c) = credentials.get(&ct.credential)
     {
-        p.push(
-            "client_token.credential",
-            "an api_key credential has no token to hand out; name an oauth_server_to_server credential",
-        );
+        match c.kind {
+            CredentialKind::ApiKey => p.push(
+                "client_token.credential",
+                "an api_key credential has no token to hand out; name an oauth_server_to_server credential",
+            ),
+            CredentialKind::OAuthWebApp => p.push(
+                "client_token.credential",
+                "an oauth_web_app credential has tokens only for signed-in users; name an oauth_server_to_server credential",
+            ),
+            _ => {}
+        }
     }
     let ims_base = Url::parse(
         ims_base
@@ -430,9 +448,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             .unwrap_or(imsgate_ims::endpoints::PRODUCTION_BASE),
     )
     .ok();
-    let consent_wanted = raw.consent.is_some();
+    let consent_wanted = raw.consent.is_some() || raw.user_login.is_some();
     let consent = raw.consent.and_then(|c| {
         consent::validate_consent(&mut p, c, &credentials, &declared, ims_base.as_ref())
+    });
+    let user_login = raw.user_login.and_then(|u| {
+        user_login::validate(&mut p, u, &credentials, &declared, ims_base.as_ref(), base)
     });
     let internal_api =
         consent::validate_internal_api(&mut p, raw.internal_api, consent_wanted, base);
@@ -498,6 +519,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         internal_api,
         storage,
         keystore: keystore_location,
+        user_login,
     })
 }
 
@@ -514,7 +536,7 @@ fn validate_ims(p: &mut Problems, raw: RawIms) -> Option<ImsConfig> {
             return None;
         }
     };
-    let overrides: [(&str, Option<String>, &mut Url); 6] = [
+    let overrides: [(&str, Option<String>, &mut Url); 7] = [
         ("ims.token_url", raw.token_url, &mut endpoints.token),
         (
             "ims.jwt_exchange_url",
@@ -532,6 +554,7 @@ fn validate_ims(p: &mut Problems, raw: RawIms) -> Option<ImsConfig> {
             raw.authorize_url,
             &mut endpoints.authorize,
         ),
+        ("ims.revoke_url", raw.revoke_url, &mut endpoints.revoke),
         (
             "ims.discovery_url",
             raw.discovery_url,
@@ -570,10 +593,11 @@ fn validate_credential(
         "enterprise_web_app" => Some(CredentialKind::EnterpriseWebApp),
         "service_account" => Some(CredentialKind::ServiceAccount),
         "api_key" => Some(CredentialKind::ApiKey),
+        "oauth_web_app" => Some(CredentialKind::OAuthWebApp),
         other => {
             p.push(
                 &format!("{at}.type"),
-                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\", \"enterprise_web_app\", \"service_account\", \"api_key\""),
+                format!("unknown credential type {other:?}; supported: \"oauth_server_to_server\", \"enterprise_web_app\", \"service_account\", \"api_key\", \"oauth_web_app\""),
             );
             None
         }
@@ -597,7 +621,7 @@ fn validate_credential(
     }
     let mut web_app = None;
     match kind {
-        Some(CredentialKind::EnterpriseWebApp) => {
+        Some(CredentialKind::EnterpriseWebApp | CredentialKind::OAuthWebApp) => {
             web_app = consent::validate_web_app(
                 p,
                 at,
@@ -609,7 +633,7 @@ fn validate_credential(
         _ if c.default_redirect_uri.is_some() || c.redirect_uri_patterns.is_some() => {
             p.push(
                 at,
-                "default_redirect_uri and redirect_uri_patterns apply to enterprise_web_app credentials only",
+                "default_redirect_uri and redirect_uri_patterns apply to enterprise_web_app and oauth_web_app credentials only",
             );
         }
         _ => {}
@@ -680,7 +704,11 @@ fn validate_credential(
             "scopes must list at least one scope, e.g. [\"openid\", \"AdobeID\", \"firefly_api\"]",
         );
     }
-    if kind == Some(CredentialKind::EnterpriseWebApp) && web_app.is_none() {
+    if matches!(
+        kind,
+        Some(CredentialKind::EnterpriseWebApp | CredentialKind::OAuthWebApp)
+    ) && web_app.is_none()
+    {
         return None;
     }
     if kind == Some(CredentialKind::ServiceAccount) && service_account.is_none() {

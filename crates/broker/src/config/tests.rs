@@ -218,7 +218,7 @@ fn consent_problems_table() {
         (
             "type = \"oauth_server_to_server\"",
             "type = \"oauth_server_to_server\"\ndefault_redirect_uri = \"https://a.example.com/\"",
-            "apply to enterprise_web_app credentials only",
+            "apply to enterprise_web_app and oauth_web_app credentials only",
         ),
     ];
     for (from, to, want) in cases {
@@ -259,6 +259,114 @@ fn api_key_credentials_have_a_client_id_only() {
         assert!(
             err.problems.iter().any(|p| p.contains(want)),
             "want {want:?} in {:?}",
+            err.problems
+        );
+    }
+}
+
+const USER_LOGIN: &str = r#"
+[credentials.web]
+type = "oauth_web_app"
+client_id = "web-cid"
+client_secrets = ["file:web.secret"]
+scopes = ["openid", "AdobeID", "offline_access"]
+default_redirect_uri = "https://app.example.com/imsgate/user/callback"
+
+[user_login]
+credential = "web"
+public_url = "https://app.example.com/imsgate"
+return_to_origins = ["https://app.example.com"]
+token_encryption_keys = ["file:tokens.key", "systemd:old-tokens.key"]
+
+[internal_api]
+api_key = "file:internal.key"
+"#;
+
+#[test]
+fn user_login_parses_with_defaults() {
+    let c = Config::parse(USER_LOGIN, Path::new("/cfg")).unwrap();
+    let ul = c.user_login.unwrap();
+    assert_eq!(
+        ul.callback_url.as_str(),
+        "https://app.example.com/imsgate/user/callback"
+    );
+    assert_eq!(ul.token_auth, imsgate_ims::user_oauth::ClientAuth::Post);
+    assert_eq!(
+        ul.token_encryption_keys,
+        vec![
+            crate::keystore::MasterKeyRef::File("/cfg/tokens.key".into()),
+            crate::keystore::MasterKeyRef::Systemd("old-tokens.key".into()),
+        ]
+    );
+    assert_eq!(
+        ul.refresh_token_lifetime,
+        Duration::from_secs(14 * 24 * 3600)
+    );
+    assert_eq!(c.credentials["web"].kind, CredentialKind::OAuthWebApp);
+    // Storage defaults beside the config, as with consent.
+    assert_eq!(
+        c.storage.unwrap().sqlite_path,
+        Path::new("/cfg/imsgate.sqlite")
+    );
+}
+
+/// Each case: the user-login config mutated one way, and a fragment of the problem it must report.
+#[test]
+fn user_login_problems_table() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "token_encryption_keys = [\"file:tokens.key\", \"systemd:old-tokens.key\"]",
+            "",
+            "user_login.token_encryption_keys: must list at least one key",
+        ),
+        (
+            "\"file:tokens.key\",",
+            "\"env:TOKENS\",",
+            "user_login.token_encryption_keys[0]: must be file:PATH or systemd:NAME",
+        ),
+        (
+            "scopes = [\"openid\", \"AdobeID\", \"offline_access\"]",
+            "scopes = [\"AdobeID\"]",
+            "must include \"openid\"",
+        ),
+        (
+            "public_url = \"https://app.example.com/imsgate\"",
+            "public_url = \"https://other.example.com\"",
+            "user_login.callback_url: \"https://other.example.com/user/callback\" is neither",
+        ),
+        (
+            "type = \"oauth_web_app\"",
+            "type = \"enterprise_web_app\"",
+            "must have type = \"oauth_web_app\"",
+        ),
+        (
+            "[user_login]",
+            "[user_login]\ntoken_auth = \"private_key_jwt\"",
+            "user_login.token_auth",
+        ),
+        (
+            "[user_login]",
+            "[user_login]\nprompt = \"always\"",
+            "user_login.prompt",
+        ),
+        (
+            "[internal_api]\napi_key = \"file:internal.key\"",
+            "",
+            "api_key is required with [consent] or [user_login]",
+        ),
+        (
+            "return_to_origins = [\"https://app.example.com\"]",
+            "return_to_origins = []",
+            "return_to_origins must list",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(USER_LOGIN.contains(from), "case source missing: {from}");
+        let text = USER_LOGIN.replacen(from, to, 1);
+        let err = Config::parse(&text, Path::new("/cfg")).unwrap_err();
+        assert!(
+            err.problems.iter().any(|p| p.contains(want)),
+            "{to}: want {want:?} in {:?}",
             err.problems
         );
     }

@@ -20,9 +20,9 @@ use crate::clock::{SharedClock, unix_ms};
 use crate::config::ConsentConfig;
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
-use crate::storage::{NewSession, SessionTake, StorageError, Store};
+use crate::storage::{NewSession, Purpose, SessionTake, StorageError, Store};
 
-pub use ids::{hash_id, is_account_id, is_org_id, random_id};
+pub use ids::{constant_time_eq, hash_id, is_account_id, is_org_id, is_random_id, random_id};
 
 /// The session cookie. `__Host-` makes browsers insist on Secure, Path=/ and no Domain, so no
 /// subdomain can plant or read it.
@@ -74,6 +74,8 @@ pub enum FlowError {
         "no consent session: the session cookie is missing, unknown or already used; start again from the application"
     )]
     NoSession,
+    #[error("the sign-in session could not be sealed")]
+    Sealing,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -112,6 +114,7 @@ impl ConsentService {
         let expires_at_ms = now + self.config.connect_ttl.as_millis() as u64;
         self.store
             .insert_ticket(
+                Purpose::Consent,
                 hash_id(&ticket),
                 account_id.to_owned(),
                 return_to.to_string(),
@@ -137,7 +140,11 @@ impl ConsentService {
             return Err(FlowError::TicketUnusable);
         }
         let now = self.now_ms();
-        let Some(t) = self.store.take_ticket(hash_id(ticket), now).await? else {
+        let Some(t) = self
+            .store
+            .take_ticket(Purpose::Consent, hash_id(ticket), now)
+            .await?
+        else {
             return Err(FlowError::TicketUnusable);
         };
         let session_id = random_id();
@@ -146,11 +153,13 @@ impl ConsentService {
         let max_age = self.config.session_ttl;
         self.store
             .insert_session(NewSession {
+                purpose: Purpose::Consent,
                 session_hash: hash_id(&session_id),
                 account_id: t.account_id,
                 return_to: t.return_to,
                 state: state.clone(),
                 nonce: nonce.clone(),
+                verifier_sealed: None,
                 created_at_ms: now,
                 expires_at_ms: now + max_age.as_millis() as u64,
             })
@@ -181,7 +190,11 @@ impl ConsentService {
             return Err(FlowError::NoSession);
         };
         let now = self.now_ms();
-        let session = match self.store.take_session(hash_id(session_id), now).await? {
+        let session = match self
+            .store
+            .take_session(Purpose::Consent, hash_id(session_id), now)
+            .await?
+        {
             SessionTake::Fresh(s) => s,
             SessionTake::Expired(s) => {
                 return Ok(self.finish(&s.return_to, "error", "session_expired"));

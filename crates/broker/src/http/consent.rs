@@ -111,7 +111,12 @@ pub async fn callback(
 }
 
 /// The session cookie's value; `None` when absent or present more than once (ambiguous).
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub(super) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, SESSION_COOKIE)
+}
+
+/// A cookie's value; `None` when absent or present more than once (ambiguous).
+pub(super) fn named_cookie(headers: &HeaderMap, cookie: &str) -> Option<String> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(value) = value.to_str() else { continue };
@@ -119,7 +124,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
             let Some((name, v)) = pair.trim().split_once('=') else {
                 continue;
             };
-            if name == SESSION_COOKIE && found.replace(v.to_owned()).is_some() {
+            if name == cookie && found.replace(v.to_owned()).is_some() {
                 return None;
             }
         }
@@ -127,7 +132,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
     found
 }
 
-fn redirect(location: &str) -> Response {
+pub(super) fn redirect(location: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -169,6 +174,10 @@ pub(super) fn flow_error(e: FlowError) -> ApiError {
             ApiError::new(StatusCode::GONE, "connect_link_unusable", e.to_string())
         }
         FlowError::NoSession => ApiError::bad_request("invalid_session", e.to_string()),
+        FlowError::Sealing => {
+            tracing::error!("sealing a sign-in session failed");
+            ApiError::internal()
+        }
         FlowError::Storage(err) => {
             tracing::error!(error = %err, "storage failed");
             ApiError::internal()

@@ -107,6 +107,10 @@ fn static_route(path: &str) -> &'static str {
         "/connect/{ticket}" => "/connect/{ticket}",
         "/consent/callback" => "/consent/callback",
         "/admin" => "/admin",
+        "/api/user-logins" => "/api/user-logins",
+        "/api/users/{user}/token" => "/api/users/{user}/token",
+        "/login/{ticket}" => "/login/{ticket}",
+        "/user/callback" => "/user/callback",
         _ => "other",
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod internal_auth;
 pub mod metrics_layer;
 pub mod ops;
+pub mod user_login;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,20 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .route("/admin", get(admin_page::page))
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(cs.clone()),
+        );
+    }
+    if let Some(ul) = &state.user_login {
+        router = router.merge(
+            Router::new()
+                .route("/api/user-logins", post(user_login::start))
+                .route(
+                    "/api/users/{user}/token",
+                    post(user_login::token).delete(user_login::revoke),
+                )
+                .route("/login/{ticket}", get(user_login::open))
+                .route(crate::config::USER_CALLBACK_PATH, get(user_login::callback))
+                .method_not_allowed_fallback(method_not_allowed)
+                .with_state(ul.clone()),
         );
     }
     router

@@ -1,4 +1,4 @@
-//! One-time connect tickets and consent sessions.
+//! One-time tickets and browser sessions of the consent and user sign-in flows.
 //!
 //! Only SHA-256 hashes of tickets and session ids are stored, so a copy of the database cannot be
 //! used to hijack a consent in progress. Taking a ticket or a session marks it used in the same
@@ -7,6 +7,22 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{StorageError, Store};
+
+/// Which flow a ticket or session belongs to; one flow's ids never work in the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Consent,
+    UserLogin,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::UserLogin => "user_login",
+        }
+    }
+}
 
 /// What a valid ticket carries into the session it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +34,14 @@ pub struct TicketTake {
 /// A new consent session, written when the browser opens its connect URL.
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    pub purpose: Purpose,
     pub session_hash: [u8; 32],
     pub account_id: String,
     pub return_to: String,
     pub state: String,
     pub nonce: String,
+    /// The sealed PKCE verifier of a user sign-in.
+    pub verifier_sealed: Option<String>,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
 }
@@ -34,6 +53,7 @@ pub struct ConsentSession {
     pub return_to: String,
     pub state: String,
     pub nonce: String,
+    pub verifier_sealed: Option<String>,
     pub expires_at_ms: u64,
 }
 
@@ -58,6 +78,7 @@ pub enum SessionTake {
 impl Store {
     pub async fn insert_ticket(
         &self,
+        purpose: Purpose,
         ticket_hash: [u8; 32],
         account_id: String,
         return_to: String,
@@ -67,14 +88,15 @@ impl Store {
         self.call(move |c| {
             c.execute(
                 "INSERT INTO connect_tickets
-                 (ticket_hash, account_id, return_to, created_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 (ticket_hash, account_id, return_to, created_at_ms, expires_at_ms, purpose)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     &ticket_hash[..],
                     account_id,
                     return_to,
                     created_at_ms as i64,
-                    expires_at_ms as i64
+                    expires_at_ms as i64,
+                    purpose.as_str()
                 ],
             )
             .map(drop)
@@ -85,15 +107,16 @@ impl Store {
     /// Marks the ticket used and returns it, if it exists, was unused and is unexpired at `now_ms`.
     pub async fn take_ticket(
         &self,
+        purpose: Purpose,
         ticket_hash: [u8; 32],
         now_ms: u64,
     ) -> Result<Option<TicketTake>, StorageError> {
         self.call(move |c| {
             c.query_row(
                 "UPDATE connect_tickets SET used = 1
-                 WHERE ticket_hash = ?1 AND used = 0 AND expires_at_ms > ?2
+                 WHERE ticket_hash = ?1 AND used = 0 AND expires_at_ms > ?2 AND purpose = ?3
                  RETURNING account_id, return_to",
-                params![&ticket_hash[..], now_ms as i64],
+                params![&ticket_hash[..], now_ms as i64, purpose.as_str()],
                 |r| {
                     Ok(TicketTake {
                         account_id: r.get(0)?,
@@ -110,8 +133,9 @@ impl Store {
         self.call(move |c| {
             c.execute(
                 "INSERT INTO consent_sessions
-                 (session_hash, account_id, return_to, state, nonce, created_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (session_hash, account_id, return_to, state, nonce, created_at_ms, expires_at_ms,
+                  purpose, verifier_sealed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     &s.session_hash[..],
                     s.account_id,
@@ -119,7 +143,9 @@ impl Store {
                     s.state,
                     s.nonce,
                     s.created_at_ms as i64,
-                    s.expires_at_ms as i64
+                    s.expires_at_ms as i64,
+                    s.purpose.as_str(),
+                    s.verifier_sealed
                 ],
             )
             .map(drop)
@@ -130,6 +156,7 @@ impl Store {
     /// Consumes the session whatever happens next: a callback gets one chance.
     pub async fn take_session(
         &self,
+        purpose: Purpose,
         session_hash: [u8; 32],
         now_ms: u64,
     ) -> Result<SessionTake, StorageError> {
@@ -137,9 +164,9 @@ impl Store {
             let s = c
                 .query_row(
                     "UPDATE consent_sessions SET consumed = 1
-                     WHERE session_hash = ?1 AND consumed = 0
-                     RETURNING account_id, return_to, state, nonce, expires_at_ms",
-                    params![&session_hash[..]],
+                     WHERE session_hash = ?1 AND consumed = 0 AND purpose = ?2
+                     RETURNING account_id, return_to, state, nonce, expires_at_ms, verifier_sealed",
+                    params![&session_hash[..], purpose.as_str()],
                     |r| {
                         Ok(ConsentSession {
                             account_id: r.get(0)?,
@@ -147,6 +174,7 @@ impl Store {
                             state: r.get(2)?,
                             nonce: r.get(3)?,
                             expires_at_ms: r.get::<_, i64>(4)? as u64,
+                            verifier_sealed: r.get(5)?,
                         })
                     },
                 )

@@ -43,6 +43,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (credential, secret_ref)
     ) WITHOUT ROWID;
     ",
+    // 2: user sign-in. Tickets and sessions gain a purpose (consent or user login) and the
+    // sealed PKCE verifier; user grants hold sealed access and refresh tokens.
+    "
+    ALTER TABLE connect_tickets ADD COLUMN purpose TEXT NOT NULL DEFAULT 'consent'
+        CHECK (purpose IN ('consent', 'user_login'));
+    ALTER TABLE consent_sessions ADD COLUMN purpose TEXT NOT NULL DEFAULT 'consent'
+        CHECK (purpose IN ('consent', 'user_login'));
+    ALTER TABLE consent_sessions ADD COLUMN verifier_sealed TEXT;
+    CREATE TABLE user_grants (
+        credential         TEXT NOT NULL,
+        user_ref           TEXT NOT NULL,
+        ims_user_id        TEXT NOT NULL,
+        scopes             TEXT NOT NULL,
+        access_sealed      TEXT NOT NULL,
+        access_issued_ms   INTEGER NOT NULL,
+        access_expires_ms  INTEGER NOT NULL,
+        refresh_sealed     TEXT,
+        refresh_expires_ms INTEGER,
+        generation         INTEGER NOT NULL,
+        created_at_ms      INTEGER NOT NULL,
+        updated_at_ms      INTEGER NOT NULL,
+        PRIMARY KEY (credential, user_ref)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

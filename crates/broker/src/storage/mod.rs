@@ -1,5 +1,5 @@
-//! Durable state in one SQLite file: consent tickets and sessions, account↔org links, and which
-//! client secret last worked.
+//! Durable state in one SQLite file: consent and sign-in tickets and sessions, account↔org links,
+//! users' sealed grants, and which client secret last worked.
 //!
 //! Invariant: every write that must not be half-done is one transaction; the database runs in WAL
 //! mode with `synchronous=FULL`, so a committed link survives `kill -9` and power loss alike.
@@ -8,6 +8,7 @@ mod consent;
 mod links;
 mod migrations;
 mod secret_usage;
+mod user_grants;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,9 +16,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-pub use consent::{ConsentSession, NewSession, SessionTake, TicketTake};
+pub use consent::{ConsentSession, NewSession, Purpose, SessionTake, TicketTake};
 pub use links::{Link, LinkStatus};
 pub use secret_usage::SecretUsage;
+pub use user_grants::UserGrantRow;
 
 /// Why a storage call failed. The message names the file, never row contents.
 #[derive(Debug, thiserror::Error)]

@@ -261,6 +261,13 @@ pub struct Browser {
 }
 
 impl Browser {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            cookies: HashMap::new(),
+        }
+    }
+
     fn remember(&mut self, r: &reqwest::Response) {
         for v in r.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod consent;
+pub mod user_login;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;

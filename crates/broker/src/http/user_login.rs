@@ -1,0 +1,195 @@
+//! User sign-in over HTTP: `POST /api/user-logins`, `GET /login/{ticket}`, `GET /user/callback`,
+//! and the internal user-token API (`POST` to get, `DELETE` to revoke
+//! `/api/users/{user}/token`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::consent::{flow_error, json_problem, json_response, named_cookie, redirect};
+use super::error::ApiError;
+use super::internal_auth::require_bearer;
+use crate::consent::is_account_id;
+use crate::user_login::{LOGIN_COOKIE, UserLoginService, VaultError};
+
+/// State behind the sign-in flow and the user-token API.
+#[derive(Debug)]
+pub struct UserLoginState {
+    pub service: UserLoginService,
+    pub internal_key: imsgate_ims::SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    user: String,
+    return_to: String,
+}
+
+/// `POST /api/user-logins` (internal): a one-time login URL for one of the partner's users.
+pub async fn start(
+    State(st): State<Arc<UserLoginState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    let req: StartRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "the body must be JSON {{\"user\": ..., \"return_to\": ...}} ({})",
+                json_problem(&e)
+            ),
+        )
+    })?;
+    let started = st
+        .service
+        .start(&req.user, &req.return_to)
+        .await
+        .map_err(|e| match e {
+            crate::consent::FlowError::BadAccountId => ApiError::bad_request(
+                "invalid_user",
+                "user must be 1 to 128 characters from A-Z a-z 0-9 and . _ - @ : +",
+            ),
+            other => flow_error(other),
+        })?;
+    let body = json!({
+        "login_url": started.login_url.as_str(),
+        "expires_at": super::rfc3339(started.expires_at_ms),
+        "expires_at_ms": started.expires_at_ms,
+    });
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// `GET /login/{ticket}` (browser): consumes the ticket, sets the session cookie, and sends the
+/// browser to IMS's sign-in page.
+pub async fn open(
+    State(st): State<Arc<UserLoginState>>,
+    Path(ticket): Path<String>,
+) -> Result<Response, ApiError> {
+    let opened = st.service.open(&ticket).await.map_err(|e| match e {
+        crate::consent::FlowError::TicketUnusable => ApiError::new(
+            StatusCode::GONE,
+            "login_link_unusable",
+            "this login link is unknown, expired or already used; ask the application for a new one",
+        ),
+        other => flow_error(other),
+    })?;
+    let cookie = format!(
+        "{LOGIN_COOKIE}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        opened.session_id,
+        opened.max_age.as_secs()
+    );
+    let mut resp = redirect(opened.authorize_url.as_str());
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /user/callback` (browser, redirected by IMS).
+pub async fn callback(
+    State(st): State<Arc<UserLoginState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let session = named_cookie(&headers, LOGIN_COOKIE);
+    let outcome = st
+        .service
+        .callback(session.as_deref(), query.as_deref().unwrap_or(""))
+        .await;
+    let mut resp = match outcome {
+        Ok(r) => redirect(r.location.as_str()),
+        Err(e) => flow_error(e).into_response(),
+    };
+    let h = resp.headers_mut();
+    // The callback URL carries the code and state.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // The session is spent either way; tell the browser to forget it.
+    h.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-imsgate-login=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax",
+        ),
+    );
+    resp
+}
+
+fn check_user(user: &str) -> Result<(), ApiError> {
+    if is_account_id(user) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_user",
+            "user must be 1 to 128 characters from A-Z a-z 0-9 and . _ - @ : +",
+        ))
+    }
+}
+
+fn vault_error(e: VaultError) -> ApiError {
+    match e {
+        VaultError::NotSignedIn => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_signed_in", e.to_string())
+        }
+        VaultError::LoginRequired(_) => {
+            ApiError::new(StatusCode::CONFLICT, "login_required", e.to_string())
+        }
+        VaultError::Unavailable { retry_after, .. } => ApiError::unavailable(retry_after),
+        VaultError::Storage(err) => {
+            tracing::error!(error = %err, "storage failed");
+            ApiError::internal()
+        }
+        VaultError::Seal(err) => {
+            tracing::error!(error = %err, "a stored user token could not be opened");
+            ApiError::internal()
+        }
+    }
+}
+
+/// `POST /api/users/{user}/token` (internal): the user's current access token, refreshed ahead
+/// of expiry.
+pub async fn token(
+    State(st): State<Arc<UserLoginState>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    check_user(&user)?;
+    let t = st.service.vault.token(&user).await.map_err(vault_error)?;
+    let now = crate::clock::unix_ms(st.service.clock.now());
+    let body = json!({
+        "access_token": t.access_token.expose(),
+        "token_type": "bearer",
+        "expires_in": t.expires_at_ms.saturating_sub(now) / 1000,
+        "expires_at_ms": t.expires_at_ms,
+        "ims_user_id": t.ims_user_id,
+        "scope": t.scopes,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `DELETE /api/users/{user}/token` (internal): forgets the user's grant and revokes its tokens
+/// at IMS.
+pub async fn revoke(
+    State(st): State<Arc<UserLoginState>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    require_bearer(&headers, &st.internal_key)?;
+    check_user(&user)?;
+    match st.service.vault.revoke(&user).await.map_err(vault_error)? {
+        Some(r) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"revoked": true, "revoked_at_ims": r.at_ims}),
+        )),
+        None => Err(vault_error(VaultError::NotSignedIn)),
+    }
+}

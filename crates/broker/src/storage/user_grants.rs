@@ -1,0 +1,181 @@
+//! Users' grants from the sign-in flow: sealed access and refresh tokens per (credential, user).
+//!
+//! Every write bumps `generation`; a refresh writes back only if the generation it started from
+//! is still current, so a grant revoked or replaced meanwhile is never resurrected.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{StorageError, Store};
+
+/// A stored grant. The token columns are sealed (see `crate::sealed`); nothing here is usable
+/// without the token encryption keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserGrantRow {
+    pub credential: String,
+    pub user_ref: String,
+    pub ims_user_id: String,
+    pub scopes: String,
+    pub access_sealed: String,
+    pub access_issued_ms: u64,
+    pub access_expires_ms: u64,
+    pub refresh_sealed: Option<String>,
+    pub refresh_expires_ms: Option<u64>,
+    pub generation: i64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl std::fmt::Debug for UserGrantRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserGrantRow")
+            .field("credential", &self.credential)
+            .field("user_ref", &self.user_ref)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLUMNS: &str = "credential, user_ref, ims_user_id, scopes, access_sealed, access_issued_ms,
+     access_expires_ms, refresh_sealed, refresh_expires_ms, generation, created_at_ms, updated_at_ms";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserGrantRow> {
+    Ok(UserGrantRow {
+        credential: r.get(0)?,
+        user_ref: r.get(1)?,
+        ims_user_id: r.get(2)?,
+        scopes: r.get(3)?,
+        access_sealed: r.get(4)?,
+        access_issued_ms: r.get::<_, i64>(5)? as u64,
+        access_expires_ms: r.get::<_, i64>(6)? as u64,
+        refresh_sealed: r.get(7)?,
+        refresh_expires_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        generation: r.get(9)?,
+        created_at_ms: r.get::<_, i64>(10)? as u64,
+        updated_at_ms: r.get::<_, i64>(11)? as u64,
+    })
+}
+
+impl Store {
+    /// Writes a grant from a new sign-in, replacing any earlier one for the user. Returns the
+    /// stored row (with its new generation).
+    pub async fn put_user_grant(&self, g: UserGrantRow) -> Result<UserGrantRow, StorageError> {
+        self.call(move |c| {
+            c.query_row(
+                &format!(
+                    "INSERT INTO user_grants ({COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10)
+                     ON CONFLICT (credential, user_ref) DO UPDATE SET
+                        ims_user_id = excluded.ims_user_id,
+                        scopes = excluded.scopes,
+                        access_sealed = excluded.access_sealed,
+                        access_issued_ms = excluded.access_issued_ms,
+                        access_expires_ms = excluded.access_expires_ms,
+                        refresh_sealed = excluded.refresh_sealed,
+                        refresh_expires_ms = excluded.refresh_expires_ms,
+                        generation = user_grants.generation + 1,
+                        updated_at_ms = excluded.updated_at_ms
+                     RETURNING {COLUMNS}"
+                ),
+                params![
+                    g.credential,
+                    g.user_ref,
+                    g.ims_user_id,
+                    g.scopes,
+                    g.access_sealed,
+                    g.access_issued_ms as i64,
+                    g.access_expires_ms as i64,
+                    g.refresh_sealed,
+                    g.refresh_expires_ms.map(|v| v as i64),
+                    g.updated_at_ms as i64,
+                ],
+                row,
+            )
+        })
+        .await
+    }
+
+    pub async fn user_grant(
+        &self,
+        credential: String,
+        user_ref: String,
+    ) -> Result<Option<UserGrantRow>, StorageError> {
+        self.call(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM user_grants WHERE credential = ?1 AND user_ref = ?2"
+                ),
+                params![credential, user_ref],
+                row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Replaces the tokens after a refresh, only if the grant is still at `generation`. Returns
+    /// the new row, or `None` if the grant was revoked or replaced meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn refresh_user_grant(
+        &self,
+        credential: String,
+        user_ref: String,
+        generation: i64,
+        access_sealed: String,
+        access_issued_ms: u64,
+        access_expires_ms: u64,
+        refresh: Option<(String, u64)>,
+        now_ms: u64,
+    ) -> Result<Option<UserGrantRow>, StorageError> {
+        self.call(move |c| {
+            let (refresh_sealed, refresh_expires) = match refresh {
+                Some((s, e)) => (Some(s), Some(e as i64)),
+                None => (None, None),
+            };
+            c.query_row(
+                &format!(
+                    "UPDATE user_grants SET
+                        access_sealed = ?4, access_issued_ms = ?5, access_expires_ms = ?6,
+                        refresh_sealed = coalesce(?7, refresh_sealed),
+                        refresh_expires_ms = coalesce(?8, refresh_expires_ms),
+                        generation = generation + 1, updated_at_ms = ?9
+                     WHERE credential = ?1 AND user_ref = ?2 AND generation = ?3
+                     RETURNING {COLUMNS}"
+                ),
+                params![
+                    credential,
+                    user_ref,
+                    generation,
+                    access_sealed,
+                    access_issued_ms as i64,
+                    access_expires_ms as i64,
+                    refresh_sealed,
+                    refresh_expires,
+                    now_ms as i64
+                ],
+                row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Deletes a grant and returns it (so its tokens can be revoked at IMS).
+    pub async fn delete_user_grant(
+        &self,
+        credential: String,
+        user_ref: String,
+    ) -> Result<Option<UserGrantRow>, StorageError> {
+        self.call(move |c| {
+            c.query_row(
+                &format!(
+                    "DELETE FROM user_grants WHERE credential = ?1 AND user_ref = ?2
+                     RETURNING {COLUMNS}"
+                ),
+                params![credential, user_ref],
+                row,
+            )
+            .optional()
+        })
+        .await
+    }
+}

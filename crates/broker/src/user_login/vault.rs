@@ -1,0 +1,455 @@
+//! Users' tokens: sealed in SQLite, served from memory, refreshed ahead of expiry with the
+//! refresh token, and revoked at IMS.
+//!
+//! Invariant: a refresh token is never used twice concurrently. Each user has one async lock;
+//! whoever holds it refreshes while the others wait for the result, and a sign-in or revoke for
+//! the same user waits for it too. The write-back is conditional on the grant's generation, so a
+//! grant revoked or replaced meanwhile is never brought back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use imsgate_ims::user_oauth::{
+    ClientAuth, RefreshRequest, RevokeRequest, UserTokenResponse, check_revoke_response,
+    parse_user_token_response,
+};
+use imsgate_ims::{AccessToken, ImsError, SecretString};
+
+use crate::cache::schedule;
+use crate::clock::{SharedClock, unix_ms};
+use crate::config::RefreshConfig;
+use crate::credentials::{Credential, ImsFetcher};
+use crate::metrics::Metrics;
+use crate::sealed::{SealError, Sealer};
+use crate::storage::{StorageError, Store, UserGrantRow};
+
+/// A user's current access token, as the internal API hands it out.
+#[derive(Debug, Clone)]
+pub struct UserToken {
+    pub access_token: SecretString,
+    pub expires_at_ms: u64,
+    /// The IMS user (`sub` of the verified id_token).
+    pub ims_user_id: String,
+    pub scopes: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("this user has not signed in with Adobe; start a sign-in with POST /api/user-logins")]
+    NotSignedIn,
+    #[error("the user's Adobe sign-in has ended ({0}); the user must sign in again")]
+    LoginRequired(&'static str),
+    #[error("IMS could not refresh the user's token: {cause}")]
+    Unavailable {
+        cause: ImsError,
+        retry_after: Duration,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+/// What revoking found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    /// Whether IMS confirmed every revocation (the grant is deleted locally either way).
+    pub at_ims: bool,
+}
+
+/// A grant as held in memory, tokens opened.
+#[derive(Debug)]
+struct Loaded {
+    ims_user_id: String,
+    scopes: String,
+    access: AccessToken,
+    refresh: Option<SecretString>,
+    refresh_expires_ms: Option<u64>,
+    generation: i64,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    grant: Option<Loaded>,
+    /// The last refresh failure and when the next attempt may go to IMS.
+    failure: Option<(ImsError, SystemTime)>,
+    attempts: u32,
+}
+
+/// Everything the vault needs to reach IMS and storage.
+#[derive(Debug)]
+pub struct UserTokenVault {
+    pub credential: Arc<Credential>,
+    pub fetcher: Arc<ImsFetcher>,
+    pub store: Store,
+    pub sealer: Sealer,
+    pub clock: SharedClock,
+    pub auth: ClientAuth,
+    pub refresh_token_lifetime: Duration,
+    pub backoff: RefreshConfig,
+    pub metrics: Arc<Metrics>,
+    slots: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+fn context(credential: &str, user_ref: &str, column: &str) -> String {
+    format!("user_grant\0{credential}\0{user_ref}\0{column}")
+}
+
+fn at_ms(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// Refresh tokens IMS refuses this way are gone: the user revoked access, the token expired, or
+/// it was already used.
+fn grant_is_dead(e: &ImsError) -> bool {
+    matches!(e.error.as_deref(), Some("invalid_grant" | "invalid_token"))
+}
+
+impl UserTokenVault {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        credential: Arc<Credential>,
+        fetcher: Arc<ImsFetcher>,
+        store: Store,
+        sealer: Sealer,
+        clock: SharedClock,
+        auth: ClientAuth,
+        refresh_token_lifetime: Duration,
+        backoff: RefreshConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            credential,
+            fetcher,
+            store,
+            sealer,
+            clock,
+            auth,
+            refresh_token_lifetime,
+            backoff,
+            metrics,
+            slots: parking_lot::Mutex::default(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.credential.config.name
+    }
+
+    fn slot(&self, user_ref: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+        self.slots
+            .lock()
+            .entry(user_ref.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn open_row(&self, row: &UserGrantRow) -> Result<Loaded, SealError> {
+        let ctx = |c| context(&row.credential, &row.user_ref, c);
+        let secret = self.sealer.open(&ctx("access"), &row.access_sealed)?;
+        let refresh = match &row.refresh_sealed {
+            Some(s) => Some(self.sealer.open(&ctx("refresh"), s)?),
+            None => None,
+        };
+        Ok(Loaded {
+            ims_user_id: row.ims_user_id.clone(),
+            scopes: row.scopes.clone(),
+            access: AccessToken {
+                secret,
+                token_type: "bearer".into(),
+                issued_at: at_ms(row.access_issued_ms),
+                expires_at: at_ms(row.access_expires_ms),
+            },
+            refresh,
+            refresh_expires_ms: row.refresh_expires_ms,
+            generation: row.generation,
+        })
+    }
+
+    /// Stores the tokens of a new sign-in, replacing the user's earlier grant.
+    pub async fn store_sign_in(
+        &self,
+        user_ref: &str,
+        ims_user_id: &str,
+        scopes: &str,
+        tokens: &UserTokenResponse,
+    ) -> Result<(), VaultError> {
+        let slot = self.slot(user_ref);
+        let mut s = slot.lock().await;
+        let now = unix_ms(self.clock.now());
+        let ctx = |c| context(self.name(), user_ref, c);
+        let refresh_sealed = match &tokens.refresh_token {
+            Some(r) => Some(self.sealer.seal(&ctx("refresh"), r)?),
+            None => None,
+        };
+        let row = self
+            .store
+            .put_user_grant(UserGrantRow {
+                credential: self.name().to_owned(),
+                user_ref: user_ref.to_owned(),
+                ims_user_id: ims_user_id.to_owned(),
+                scopes: scopes.to_owned(),
+                access_sealed: self.sealer.seal(&ctx("access"), &tokens.access.secret)?,
+                access_issued_ms: unix_ms(tokens.access.issued_at),
+                access_expires_ms: tokens.access.expires_at_unix_ms(),
+                refresh_expires_ms: refresh_sealed
+                    .as_ref()
+                    .map(|_| now + self.refresh_token_lifetime.as_millis() as u64),
+                refresh_sealed,
+                generation: 0,
+                created_at_ms: now,
+                updated_at_ms: now,
+            })
+            .await?;
+        *s = Slot {
+            grant: Some(self.open_row(&row)?),
+            ..Slot::default()
+        };
+        Ok(())
+    }
+
+    /// The user's access token: from memory while it is fresh; refreshed (once, however many
+    /// callers wait) when it is within its refresh margin.
+    pub async fn token(&self, user_ref: &str) -> Result<UserToken, VaultError> {
+        let slot = self.slot(user_ref);
+        let mut s = slot.lock().await;
+        if s.grant.is_none() {
+            let row = self
+                .store
+                .user_grant(self.name().to_owned(), user_ref.to_owned())
+                .await?;
+            let Some(row) = row else {
+                return Err(VaultError::NotSignedIn);
+            };
+            s.grant = Some(self.open_row(&row)?);
+        }
+        let now = self.clock.now();
+        let (refresh_due, servable, can_refresh) = {
+            let g = s.grant.as_ref().ok_or(VaultError::NotSignedIn)?;
+            let lifetime = g.access.lifetime();
+            let remaining = g.access.expires_at.duration_since(now).unwrap_or_default();
+            let can_refresh =
+                g.refresh.is_some() && g.refresh_expires_ms.is_none_or(|e| unix_ms(now) < e);
+            (
+                remaining <= schedule::refresh_margin(lifetime, 0.0),
+                remaining > schedule::safety_margin(lifetime),
+                can_refresh,
+            )
+        };
+        if !refresh_due {
+            return current(&s);
+        }
+        if !can_refresh {
+            if servable {
+                return current(&s);
+            }
+            self.forget(user_ref, &mut s).await?;
+            return Err(VaultError::LoginRequired(
+                "the access token expired and there is no usable refresh token",
+            ));
+        }
+        if let Some((cause, retry_at)) = &s.failure
+            && now < *retry_at
+        {
+            if servable {
+                return current(&s);
+            }
+            return Err(VaultError::Unavailable {
+                cause: cause.clone(),
+                retry_after: retry_at.duration_since(now).unwrap_or_default(),
+            });
+        }
+        match self.refresh(user_ref, &s).await {
+            Ok(Some(fresh)) => {
+                self.metrics.user_token_refresh("ok");
+                s.grant = Some(fresh);
+                s.failure = None;
+                s.attempts = 0;
+                current(&s)
+            }
+            Ok(None) => {
+                // Another process changed the grant; read it again next time.
+                self.metrics.user_token_refresh("superseded");
+                s.grant = None;
+                Err(VaultError::Unavailable {
+                    cause: ImsError::invalid_response("the user's grant changed during a refresh"),
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+            Err(e) if grant_is_dead(&e) => {
+                self.metrics.user_token_refresh("invalid_grant");
+                tracing::warn!(credential = %self.name(), user = %user_ref, error = %e, "refresh token refused; the user must sign in again");
+                self.forget(user_ref, &mut s).await?;
+                Err(VaultError::LoginRequired("IMS refused the refresh token"))
+            }
+            Err(e) => {
+                self.metrics.user_token_refresh("failed");
+                s.attempts = s.attempts.saturating_add(1);
+                let wait = schedule::backoff(
+                    s.attempts,
+                    self.backoff.backoff_initial,
+                    self.backoff.backoff_max,
+                    e.retry_after,
+                    rand::random::<f64>(),
+                );
+                tracing::warn!(credential = %self.name(), user = %user_ref, error = %e, retry_in_ms = wait.as_millis() as u64, "user token refresh failed");
+                s.failure = Some((e.clone(), now + wait));
+                if servable {
+                    return current(&s);
+                }
+                Err(VaultError::Unavailable {
+                    cause: e,
+                    retry_after: wait,
+                })
+            }
+        }
+    }
+
+    /// Uses the refresh token and writes the result back. `Ok(None)`: the grant changed meanwhile.
+    async fn refresh(&self, user_ref: &str, s: &Slot) -> Result<Option<Loaded>, ImsError> {
+        let Some(g) = &s.grant else {
+            return Ok(None);
+        };
+        let Some(refresh_token) = &g.refresh else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let endpoints = &self.fetcher.endpoints;
+        let client_id = &self.credential.config.client_id;
+        let tokens = self
+            .fetcher
+            .send_with_secrets(
+                &self.credential,
+                "token",
+                |secret| {
+                    RefreshRequest {
+                        client_id,
+                        client_secret: secret,
+                        auth: self.auth,
+                        refresh_token,
+                    }
+                    .to_http(&endpoints.token)
+                },
+                |resp| parse_user_token_response(resp, now),
+            )
+            .await?;
+        let store_err = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "could not store a refreshed user token");
+            ImsError::invalid_response("the refreshed token could not be stored")
+        };
+        let ctx = |c| context(self.name(), user_ref, c);
+        let access_sealed = self
+            .sealer
+            .seal(&ctx("access"), &tokens.access.secret)
+            .map_err(|e| store_err(&e))?;
+        // IMS may rotate the refresh token; a new one restarts its lifetime.
+        let refresh = match &tokens.refresh_token {
+            Some(r) => Some((
+                self.sealer
+                    .seal(&ctx("refresh"), r)
+                    .map_err(|e| store_err(&e))?,
+                unix_ms(now) + self.refresh_token_lifetime.as_millis() as u64,
+            )),
+            None => None,
+        };
+        let row = self
+            .store
+            .refresh_user_grant(
+                self.name().to_owned(),
+                user_ref.to_owned(),
+                g.generation,
+                access_sealed,
+                unix_ms(tokens.access.issued_at),
+                tokens.access.expires_at_unix_ms(),
+                refresh,
+                unix_ms(now),
+            )
+            .await
+            .map_err(|e| store_err(&e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Loaded {
+            ims_user_id: row.ims_user_id,
+            scopes: row.scopes,
+            access: tokens.access,
+            refresh: tokens.refresh_token.or_else(|| g.refresh.clone()),
+            refresh_expires_ms: row.refresh_expires_ms,
+            generation: row.generation,
+        }))
+    }
+
+    /// Deletes the grant locally (after IMS said it is over).
+    async fn forget(&self, user_ref: &str, s: &mut Slot) -> Result<(), VaultError> {
+        self.store
+            .delete_user_grant(self.name().to_owned(), user_ref.to_owned())
+            .await?;
+        *s = Slot::default();
+        Ok(())
+    }
+
+    /// Deletes the user's grant and revokes its tokens at IMS: the refresh token first (which
+    /// ends the whole grant), then the access token. `None` if the user had no grant.
+    pub async fn revoke(&self, user_ref: &str) -> Result<Option<Revoked>, VaultError> {
+        let slot = self.slot(user_ref);
+        let mut s = slot.lock().await;
+        let row = self
+            .store
+            .delete_user_grant(self.name().to_owned(), user_ref.to_owned())
+            .await?;
+        *s = Slot::default();
+        drop(s);
+        self.slots.lock().remove(user_ref);
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let loaded = self.open_row(&row)?;
+        let mut at_ims = true;
+        let tokens = loaded
+            .refresh
+            .iter()
+            .map(|t| (t, "refresh_token"))
+            .chain(std::iter::once((&loaded.access.secret, "access_token")));
+        for (token, hint) in tokens {
+            if let Err(e) = self.revoke_one(token, hint).await {
+                tracing::warn!(credential = %self.name(), user = %user_ref, error = %e, token_type = hint, "IMS did not confirm a revocation");
+                at_ims = false;
+            }
+        }
+        Ok(Some(Revoked { at_ims }))
+    }
+
+    async fn revoke_one(&self, token: &SecretString, hint: &'static str) -> Result<(), ImsError> {
+        let now = self.clock.now();
+        let endpoints = &self.fetcher.endpoints;
+        let client_id = &self.credential.config.client_id;
+        self.fetcher
+            .send_with_secrets(
+                &self.credential,
+                "revoke",
+                |secret| {
+                    RevokeRequest {
+                        client_id,
+                        client_secret: secret,
+                        auth: self.auth,
+                        token,
+                        token_type_hint: hint,
+                    }
+                    .to_http(&endpoints.revoke)
+                },
+                |resp| check_revoke_response(resp, now),
+            )
+            .await
+    }
+}
+
+fn current(s: &Slot) -> Result<UserToken, VaultError> {
+    let g = s.grant.as_ref().ok_or(VaultError::NotSignedIn)?;
+    Ok(UserToken {
+        access_token: g.access.secret.clone(),
+        expires_at_ms: g.access.expires_at_unix_ms(),
+        ims_user_id: g.ims_user_id.clone(),
+        scopes: g.scopes.clone(),
+    })
+}

@@ -1,0 +1,461 @@
+//! User sign-in end to end over real HTTP: the broker on SQLite, the emulator's sign-in page, a
+//! browser stand-in with a cookie jar; then the internal user-token API: sealed storage,
+//! refresh-ahead with single use of the refresh token, failures, and revocation.
+
+mod support;
+
+use std::time::Duration;
+
+use imsgate_emulator::{Endpoint, Fault};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::consent::{Browser, location, query_of};
+use support::user_login::*;
+use url::Url;
+
+async fn json(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Every file of the database (main file, WAL, shared memory), concatenated.
+fn database_bytes(h: &UserHarness) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(h.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("imsgate.sqlite"))
+        {
+            all.extend(std::fs::read(path).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn sign_in_stores_sealed_tokens_that_survive_a_restart() {
+    let mut h = UserHarness::start(UserOptions::default()).await;
+    let back = h.sign_in("user-1", ADA).await;
+    assert!(back.as_str().starts_with(RETURN_TO), "{back}");
+    let q = query_of(&back);
+    assert_eq!(
+        (q["result"].as_str(), q["code"].as_str()),
+        ("signed_in", "signed_in")
+    );
+
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ims_user_id"], ADA);
+    assert_eq!(body["token_type"], "bearer");
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let verdict = h.validate(&access).await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["token"]["user_id"], ADA);
+
+    // Neither the access token nor any refresh token is in the database in the clear.
+    let bytes = database_bytes(&h);
+    assert!(!bytes.is_empty());
+    assert!(!contains(&bytes, &access));
+    assert!(
+        !contains(&bytes, "rt-"),
+        "a refresh token is stored in the clear"
+    );
+    assert!(
+        contains(&bytes, "user-1"),
+        "the grant row is where the test looks"
+    );
+
+    // A restarted broker opens the sealed token without asking IMS again.
+    h.emulator.reset_counts();
+    h.restart().await;
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["access_token"], access.as_str());
+    assert_eq!(h.emulator.count(Endpoint::Token), 0);
+
+    // Another user of the partner has no grant.
+    let (status, body) = json(h.user_token("user-2").await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_signed_in"))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_refresh_and_the_refresh_token_is_used_once() {
+    let h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    let (_, first) = json(h.user_token("user-1").await).await;
+    let first = first["access_token"].as_str().unwrap().to_owned();
+
+    for round in 1..=2u64 {
+        // Past the refresh point (a fifth of the hour before expiry), still before expiry.
+        h.clock.advance(Duration::from_secs(3000));
+        h.emulator.reset_counts();
+        let calls = (0..40).map(|_| h.user_token("user-1"));
+        let responses = futures_util::future::join_all(calls).await;
+        let mut tokens = std::collections::HashSet::new();
+        for r in responses {
+            let (status, body) = json(r).await;
+            assert_eq!(status, StatusCode::OK, "round {round}: {body}");
+            tokens.insert(body["access_token"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            tokens.len(),
+            1,
+            "round {round}: every caller got the same new token"
+        );
+        assert!(!tokens.contains(&first));
+        // One refresh request; the emulator rotates refresh tokens, so a second use of the same
+        // one would have failed with invalid_grant and surfaced above.
+        assert_eq!(h.emulator.count(Endpoint::Token), 1, "round {round}");
+    }
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"imsgate_user_token_refreshes_total{result="ok"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn revoke_ends_the_grant_at_ims_and_locally() {
+    let h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", GRACE).await;
+    let (_, body) = json(h.user_token("user-1").await).await;
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    // The internal key is required.
+    let r = h
+        .http
+        .delete(format!("{}/api/users/user-1/token", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    h.emulator.reset_counts();
+    let (status, body) = json(h.revoke("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked_at_ims"], true);
+    // The refresh token and the access token.
+    assert_eq!(h.emulator.count(Endpoint::Revoke), 2);
+    let verdict = h.validate(&access).await;
+    assert_eq!(verdict["valid"], false);
+    assert_eq!(verdict["reason"], "revoked");
+
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_signed_in"))
+    );
+    let (status, _) = json(h.revoke("user-1").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // When IMS cannot be reached the grant is still forgotten locally, and the answer says so.
+    h.sign_in("user-2", ADA).await;
+    h.emulator.set_fault(
+        Endpoint::Revoke,
+        Fault::status(503, r#"{"error":"internal_error"}"#),
+    );
+    let (status, body) = json(h.revoke("user-2").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["revoked_at_ims"], false);
+    let (status, _) = json(h.user_token("user-2").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn refresh_failures_serve_the_valid_token_then_require_a_new_sign_in() {
+    let h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    let (_, body) = json(h.user_token("user-1").await).await;
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    // IMS down while the token is still valid: the current token is served.
+    h.emulator.set_fault(
+        Endpoint::Token,
+        Fault::status(503, r#"{"error":"internal_error"}"#),
+    );
+    h.clock.advance(Duration::from_secs(3000));
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["access_token"], access.as_str());
+
+    // Past the safety margin there is nothing valid to serve: 503 with Retry-After.
+    h.clock.advance(Duration::from_secs(590));
+    let r = h.user_token("user-1").await;
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, body) = json(r).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        )
+    );
+
+    // IMS refuses the refresh token: the grant is over and the row is deleted.
+    h.emulator.set_fault(
+        Endpoint::Token,
+        Fault::status(
+            400,
+            r#"{"error":"invalid_grant","error_description":"revoked"}"#,
+        ),
+    );
+    h.clock.advance(Duration::from_secs(2));
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("login_required")),
+        "{body}"
+    );
+    let (status, _) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn without_offline_access_the_token_lasts_until_it_expires() {
+    let h = UserHarness::start(UserOptions {
+        scopes: vec!["openid", "AdobeID"],
+        token_auth: "client_secret_post",
+        ..UserOptions::default()
+    })
+    .await;
+    h.sign_in("user-1", ADA).await;
+    h.emulator.reset_counts();
+    h.clock.advance(Duration::from_secs(3000));
+    let (status, _) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK);
+    h.clock.advance(Duration::from_secs(600));
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("login_required"))
+    );
+    assert_eq!(
+        h.emulator.count(Endpoint::Token),
+        0,
+        "no refresh token, no refresh"
+    );
+}
+
+/// Tampers with the authorize URL as a man in the browser could; returns where the broker sends
+/// the browser after IMS's answer.
+async fn tampered(h: &UserHarness, param: &str, value: &str) -> Url {
+    let (mut browser, authorize) = h.open("victim").await;
+    let mut url = authorize.clone();
+    let pairs: Vec<(String, String)> = authorize
+        .query_pairs()
+        .into_owned()
+        .map(|(k, v)| {
+            if k == param {
+                (k, value.to_owned())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let callback = h.choose(&mut browser, &url, ADA).await;
+    h.finish(&mut browser, &callback).await
+}
+
+#[tokio::test]
+async fn the_callback_refuses_what_it_must() {
+    let h = UserHarness::start(UserOptions::default()).await;
+
+    // The authorize URL carries everything IMS needs, with S256 sent explicitly.
+    let (_, authorize) = h.open("user-1").await;
+    let q = query_of(&authorize);
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], WEB_CLIENT);
+    assert_eq!(q["redirect_uri"], format!("{}/user/callback", h.url));
+    assert!(q["code_challenge"].len() == 43 && q["state"].len() >= 43 && q["nonce"].len() >= 43);
+
+    // An injected PKCE challenge: the code cannot be exchanged with the session's verifier.
+    let back = tampered(&h, "code_challenge", &"x".repeat(43)).await;
+    assert_eq!(query_of(&back)["code"], "code_exchange_failed");
+    // A different nonce: the id_token does not match the session.
+    let back = tampered(&h, "nonce", "attacker-nonce").await;
+    assert_eq!(query_of(&back)["code"], "id_token_nonce");
+    // A different state: the redirect is not for this session.
+    let back = tampered(&h, "state", "attacker-state").await;
+    assert_eq!(query_of(&back)["code"], "state_mismatch");
+    for who in ["victim"] {
+        let (status, _) = json(h.user_token(who).await).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "nothing was stored for {who}"
+        );
+    }
+
+    // The user denies.
+    let (mut browser, authorize) = h.open("user-1").await;
+    let callback = h.choose(&mut browser, &authorize, "deny").await;
+    let back = h.finish(&mut browser, &callback).await;
+    let q = query_of(&back);
+    assert_eq!(
+        (q["result"].as_str(), q["code"].as_str()),
+        ("cancelled", "access_denied")
+    );
+
+    // Crafted callbacks against a live session: each consumes it and is refused.
+    let cases: Vec<(&str, &str)> = vec![
+        ("code=a&code=b&state={state}", "duplicate_parameter"),
+        ("code=a&state={state}&state={state}", "duplicate_parameter"),
+        (
+            "code=a&error=access_denied&state={state}",
+            "conflicting_outcome",
+        ),
+        ("state={state}", "no_outcome"),
+        ("code=a", "missing_state"),
+        ("code=a&state=other", "state_mismatch"),
+        ("error=server_error&state={state}", "server_error"),
+        ("error=%3Cb%3E&state={state}", "error"),
+        ("code=forged&state={state}", "code_exchange_failed"),
+    ];
+    for (template, want) in cases {
+        let (mut browser, authorize) = h.open("user-1").await;
+        let state = query_of(&authorize)["state"].clone();
+        let query = template.replace("{state}", &state);
+        let r = browser
+            .get(&format!("{}/user/callback?{query}", h.url))
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{template}");
+        let back = location(&r);
+        assert!(back.as_str().starts_with(RETURN_TO), "{template}");
+        assert_eq!(query_of(&back)["code"], want, "{template}");
+        // Replaying the callback finds no session.
+        let r = browser
+            .get(&format!("{}/user/callback?{query}", h.url))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{template}");
+    }
+
+    // No cookie at all.
+    let mut stranger = Browser::new(h.http.clone());
+    let r = stranger
+        .get(&format!("{}/user/callback?code=a&state=b", h.url))
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_session"))
+    );
+    let (status, _) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A login link works once.
+    let login = h.login_url("user-1").await;
+    let mut b = h.browser();
+    assert_eq!(b.get(&login).await.status(), StatusCode::SEE_OTHER);
+    let r = b.get(&login).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn the_internal_api_checks_its_input() {
+    let h = UserHarness::start(UserOptions::default()).await;
+    let post = |body: &'static str, key: Option<&'static str>| {
+        let mut req = h
+            .http
+            .post(format!("{}/api/user-logins", h.url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send()
+    };
+    let cases: Vec<(&str, Option<&str>, StatusCode, &str)> = vec![
+        (
+            r#"{"user":"u","return_to":"https://app.partner.test/x"}"#,
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            r#"{"user":"u","return_to":"https://app.partner.test/x"}"#,
+            Some("wrong-key-wrong-key-wrong-key-wrong"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            r#"{"user":"u","return_to":"https://evil.example/x"}"#,
+            Some(INTERNAL_KEY),
+            StatusCode::BAD_REQUEST,
+            "invalid_return_to",
+        ),
+        (
+            r#"{"user":"a b","return_to":"https://app.partner.test/x"}"#,
+            Some(INTERNAL_KEY),
+            StatusCode::BAD_REQUEST,
+            "invalid_user",
+        ),
+        (
+            r#"{"user":"u"}"#,
+            Some(INTERNAL_KEY),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            r#"{"user":"u","return_to":"https://app.partner.test/x","extra":1}"#,
+            Some(INTERNAL_KEY),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "not json",
+            Some(INTERNAL_KEY),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (body, key, status, code) in cases {
+        let r = post(body, key).await.unwrap();
+        let (got, json) = json(r).await;
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let r = h
+        .http
+        .post(format!("{}/api/users/a%20b/token", h.url))
+        .bearer_auth(INTERNAL_KEY)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(r).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_user"))
+    );
+    let r = h
+        .http
+        .get(format!("{}/api/users/u/token", h.url))
+        .bearer_auth(INTERNAL_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
