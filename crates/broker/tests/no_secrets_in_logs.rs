@@ -145,3 +145,83 @@ async fn consent_logs_never_contain_the_id_token_or_session_material() {
         assert!(!logs.contains(secret), "logs contain the {name}");
     }
 }
+
+// User sign-in at TRACE: nothing from the code, the session, the tokens or the client's Basic
+// credentials, through a sign-in, a refresh, a refused refresh and a revocation.
+#[tokio::test(flavor = "current_thread")]
+async fn user_login_logs_never_contain_codes_sessions_or_tokens() {
+    use support::consent::{location, query_of};
+    use support::user_login::*;
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = UserHarness::start(UserOptions::default()).await;
+    let (mut browser, authorize) = h.open("user-logs").await;
+    let session = browser.cookies["__Host-imsgate-login"].clone();
+    let aq = query_of(&authorize);
+    let callback = h.choose(&mut browser, &authorize, ADA).await;
+    let code = query_of(&callback)["code"].clone();
+    let r = browser.get(callback.as_str()).await;
+    assert_eq!(query_of(&location(&r))["result"], "signed_in");
+    let first: Value = h.user_token("user-logs").await.json().await.unwrap();
+    // Signed in now: the broker's clock moves ahead of the emulator's below.
+    h.sign_in("user-logs-2", ADA).await;
+    let third: Value = h.user_token("user-logs-2").await.json().await.unwrap();
+    h.clock.advance(Duration::from_secs(3000));
+    let second: Value = h.user_token("user-logs").await.json().await.unwrap();
+    assert_ne!(first["access_token"], second["access_token"]);
+    h.emulator.set_fault(
+        Endpoint::Token,
+        Fault::status(
+            400,
+            r#"{"error":"invalid_grant","error_description":"gone"}"#,
+        ),
+    );
+    h.clock.advance(Duration::from_secs(3000));
+    assert_eq!(h.user_token("user-logs").await.status(), 409);
+    h.emulator.clear_faults();
+    assert_eq!(h.revoke("user-logs-2").await.status(), 200);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("refresh token refused"), "{logs}");
+    assert!(logs.contains("user signed in with Adobe"), "{logs}");
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{WEB_CLIENT}:{WEB_SECRET}"),
+    );
+    for (name, secret) in [
+        ("client secret", WEB_SECRET),
+        ("Basic credentials", basic.as_str()),
+        ("internal API key", INTERNAL_KEY),
+        ("session id", session.as_str()),
+        ("state", aq["state"].as_str()),
+        ("nonce", aq["nonce"].as_str()),
+        ("authorization code", code.as_str()),
+        (
+            "first access token",
+            first["access_token"].as_str().unwrap(),
+        ),
+        (
+            "refreshed access token",
+            second["access_token"].as_str().unwrap(),
+        ),
+        (
+            "later access token",
+            third["access_token"].as_str().unwrap(),
+        ),
+        ("IMS user id", ADA),
+    ] {
+        assert!(!logs.contains(secret), "logs contain the {name}");
+    }
+    let refresh_token = regex::Regex::new(r"rt-[A-Za-z0-9_-]{43}").unwrap();
+    assert!(
+        !refresh_token.is_match(&logs),
+        "logs contain a refresh token"
+    );
+}

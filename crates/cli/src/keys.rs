@@ -158,3 +158,14 @@ pub fn list(config_path: &Path) -> CliResult {
 fn date(unix: u64) -> String {
     imsgate_broker::http::rfc3339(unix * 1000)
 }
+
+/// `keys encryption-key --out FILE`: 32 random bytes, base64, mode 600, never over an existing file.
+pub fn encryption_key(out: &Path) -> CliResult {
+    let text = imsgate_broker::keystore::MasterKey::generate_text();
+    crate::secrets_cmd::write_new_private(out, text.expose())?;
+    let kid = imsgate_broker::keystore::MasterKey::from_text(&text, &out.display().to_string())
+        .map(|k| k.kid)
+        .unwrap_or_default();
+    println!("encryption key: {} (mode 600, key id {kid})", out.display());
+    Ok(())
+}

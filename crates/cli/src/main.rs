@@ -122,6 +122,13 @@ enum KeysCommand {
         #[arg(long, default_value_t = 2048)]
         bits: u32,
     },
+    /// Write a new random 256-bit encryption key (base64, mode 600) for
+    /// `user_login.token_encryption_keys` or `keystore.master_keys`. Never overwrites a file.
+    EncryptionKey {
+        /// The file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show each service account's certificates, their validity, and which key signs now.
     List {
         /// Path to the TOML configuration.
@@ -209,6 +216,9 @@ fn main() -> ExitCode {
             Command::Keys {
                 action: KeysCommand::List { config },
             } => keys::list(&config),
+            Command::Keys {
+                action: KeysCommand::EncryptionKey { out },
+            } => keys::encryption_key(&out),
             Command::Secrets { config, action } => match action {
                 SecretsCommand::Init => secrets_cmd::init(&config),
                 SecretsCommand::Set { name } => secrets_cmd::set(&config, &name),

@@ -149,6 +149,29 @@ pub async fn doctor(path: &Path) -> CliResult {
             );
         }
     }
+    if let (Some(ul), Some(state)) = (&config.user_login, &broker.state.user_login) {
+        println!(
+            "user sign-in: credential {:?}, callback {} (allowed by its redirect rules), {}",
+            ul.credential,
+            ul.callback_url,
+            ul.token_auth.as_str()
+        );
+        println!(
+            "  user tokens sealed with key {} ({} key(s) configured)",
+            state.service.vault.sealer.current_kid(),
+            ul.token_encryption_keys.len()
+        );
+        if !state.service.scopes.iter().any(|s| s == "offline_access") {
+            println!(
+                "  note: without the offline_access scope IMS issues no refresh token; users sign in again when their token expires"
+            );
+        }
+        if ul.development_mode {
+            println!(
+                "  warning: development_mode is on: plain-http loopback redirect URIs are accepted; turn it off in production"
+            );
+        }
+    }
     if let Some(s) = &config.storage {
         println!("storage: {}", s.sqlite_path.display());
     }

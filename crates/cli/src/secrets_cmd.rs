@@ -29,7 +29,7 @@ fn err(e: impl std::fmt::Display) -> Vec<String> {
     vec![e.to_string()]
 }
 
-fn write_new_private(path: &Path, text: &str) -> CliResult {
+pub(crate) fn write_new_private(path: &Path, text: &str) -> CliResult {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

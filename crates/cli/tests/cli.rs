@@ -815,3 +815,116 @@ async fn keystore_round_trip_master_rotation_and_a_wrong_master_key() {
     write_config("master2.key");
     assert!(token().status.success());
 }
+
+#[test]
+fn an_encryption_key_seals_user_tokens_and_doctor_shows_user_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("tokens.key");
+    let out = Command::new(BIN)
+        .args(["keys", "encryption-key", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let kid = printed
+        .trim()
+        .rsplit("key id ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    assert_eq!(kid.len(), 16, "{printed}");
+    // Never over an existing key.
+    let before = std::fs::read(&key).unwrap();
+    let out = Command::new(BIN)
+        .args(["keys", "encryption-key", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("never overwritten"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+
+    write_private(&dir.path().join("web.secret"), "s", 0o600);
+    write_private(&dir.path().join("internal.key"), &"k".repeat(40), 0o600);
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[credentials.web]
+type = "oauth_web_app"
+client_id = "web-client"
+client_secret = "file:web.secret"
+scopes = ["openid", "AdobeID"]
+default_redirect_uri = "https://app.example.com/user/callback"
+
+[user_login]
+credential = "web"
+public_url = "https://app.example.com"
+return_to_origins = ["https://app.example.com"]
+token_encryption_keys = ["file:tokens.key"]
+
+[internal_api]
+api_key = "file:internal.key"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doctor = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        doctor.contains(
+            "user sign-in: credential \"web\", callback https://app.example.com/user/callback"
+        ),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains(&format!("user tokens sealed with key {kid}")),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains("without the offline_access scope"),
+        "{doctor}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--credential",
+            "web",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("its tokens belong to signed-in users"),
+        "{err}"
+    );
+
+    // A key file that is not a key: one clear line.
+    std::fs::write(&key, "not a key").unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("user_login.token_encryption_keys"), "{err}");
+}
