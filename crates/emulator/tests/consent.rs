@@ -911,6 +911,15 @@ fn the_documented_config_example_parses() {
             "Customer A"
         )]
     );
+    assert_eq!(c.refresh_token_lifetime_secs, 14 * 24 * 3600);
+    assert_eq!(
+        config.users,
+        [imsgate_emulator::EmulatedUser::new(
+            "USERA00000000000000000@AdobeID",
+            "ada@example.com",
+            "Ada"
+        )]
+    );
     assert!(config.validate().is_ok());
     let unknown = toml::from_str::<EmulatorConfig>(
         "[[clients]]\nclient_id = \"c\"\nclient_secrets = []\nscopes = []\nredirect_uris = []\n",

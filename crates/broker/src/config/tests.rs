@@ -170,6 +170,11 @@ fn the_documented_complete_example_parses() {
         c.credentials["partner"].kind,
         CredentialKind::EnterpriseWebApp
     );
+    let ul = c.user_login.expect("the example configures user sign-in");
+    assert_eq!(
+        ul.callback_url.as_str(),
+        "https://app.example.com/imsgate/user/callback"
+    );
 }
 
 /// Each case: a consent config mutated one way, and a fragment of the problem it must report.
