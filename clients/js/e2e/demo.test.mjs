@@ -200,3 +200,48 @@ test("Connect with Adobe: the whole consent flow in the browser", async () => {
   assert.equal(cookies.filter((c) => c.name === "__Host-imsgate-consent").length, 0);
   await page.close();
 });
+
+test("Sign in with Adobe: user OAuth with PKCE in the browser, then revoke", async () => {
+  const page = await browser.newPage();
+  const shot = (name) => page.screenshot({ path: join(ARTIFACTS, `sign-in-${name}.png`), fullPage: true });
+  const ADA = "USERA00000000000000000@AdobeID";
+  await page.goto(`${urls.app}/?user=browser-user`);
+  assert.equal(await text(page, "user-status"), "not signed in");
+  await shot("1-partner-app");
+  await page.click("#sign-in");
+  await page.waitForURL((u) => u.toString().startsWith(`${urls.emulator}/ims/authorize/v2`));
+  const authorize = new URL(page.url());
+  assert.equal(authorize.searchParams.get("code_challenge_method"), "S256");
+  assert.equal(authorize.searchParams.get("response_type"), "code");
+  await shot("2-adobe-sign-in");
+  await page.click(`button[value="${ADA}"]`);
+  await page.waitForURL((u) => u.toString().startsWith(`${urls.app}/`) && u.searchParams.has("result"));
+  const back = new URL(page.url());
+  assert.equal(back.searchParams.get("result"), "signed_in", `came back with ${back}`);
+  assert.equal(await text(page, "user-status"), "signed in");
+  assert.equal(await text(page, "ims-user"), ADA);
+  await shot("3-signed-in");
+  // The sign-in session cookie was consumed and cleared.
+  const cookies = await page.context().cookies(urls.broker);
+  assert.equal(cookies.filter((c) => c.name === "__Host-imsgate-login").length, 0);
+  await page.click("#sign-out");
+  await page.waitForURL((u) => u.searchParams.get("result") === "signed_out");
+  assert.equal(await text(page, "user-status"), "not signed in");
+  await shot("4-signed-out");
+  await page.close();
+});
+
+test("Sign in with Adobe: declining on Adobe's page comes back as cancelled", async () => {
+  const page = await browser.newPage();
+  await page.goto(`${urls.app}/?user=declining-user`);
+  await page.click("#sign-in");
+  await page.waitForURL((u) => u.toString().startsWith(`${urls.emulator}/ims/authorize/v2`));
+  await page.click("#deny");
+  await page.waitForURL((u) => u.toString().startsWith(`${urls.app}/`) && u.searchParams.has("result"));
+  const back = new URL(page.url());
+  assert.equal(back.searchParams.get("result"), "cancelled");
+  assert.equal(back.searchParams.get("code"), "access_denied");
+  assert.equal(await text(page, "user-status"), "not signed in");
+  await page.screenshot({ path: join(ARTIFACTS, "sign-in-declined.png"), fullPage: true });
+  await page.close();
+});

@@ -39,6 +39,8 @@ fn write_secret(dir: &Path, name: &str, value: &str) -> Result<(), Vec<String>> 
 
 /// The Enterprise Web App client the demo's consent flow uses.
 pub const WEB_APP_CLIENT: &str = "imsgate-demo-webapp";
+/// The OAuth Web App client the demo's user sign-in uses.
+pub const USER_APP_CLIENT: &str = "imsgate-demo-userapp";
 
 /// The broker config the demo writes, pointing at the emulator.
 pub fn demo_config(
@@ -92,6 +94,20 @@ return_to_origins = ["{app_url}"]
 # Plain-http loopback redirect URIs are for local runs only.
 development_mode = true
 
+[credentials.user-app]
+type = "oauth_web_app"
+client_id = "{USER_APP_CLIENT}"
+client_secret = "file:user_app_secret"
+scopes = ["openid", "AdobeID", "offline_access"]
+default_redirect_uri = "http://{listen}/user/callback"
+
+[user_login]
+credential = "user-app"
+public_url = "http://{listen}"
+return_to_origins = ["{app_url}"]
+token_encryption_keys = ["file:user_tokens.key"]
+development_mode = true
+
 [internal_api]
 api_key = "file:internal_api_key"
 
@@ -138,7 +154,14 @@ pub async fn run(
     let caller_key = random_secret();
     let web_app_secret = random_secret();
     let internal_key = random_secret();
+    let user_app_secret = random_secret();
     write_secret(dir.path(), "client_secret", &client_secret)?;
+    write_secret(dir.path(), "user_app_secret", &user_app_secret)?;
+    write_secret(
+        dir.path(),
+        "user_tokens.key",
+        imsgate_broker::keystore::MasterKey::generate_text().expose(),
+    )?;
     write_secret(dir.path(), "caller_hs256_key", &caller_key)?;
     write_secret(dir.path(), "web_app_secret", &web_app_secret)?;
     write_secret(dir.path(), "internal_api_key", &internal_key)?;
@@ -165,9 +188,16 @@ pub async fn run(
         "http://{}/consent/.*",
         addr.to_string().replace('.', "\\.")
     )];
+    let mut user_app = EmulatorClient::new(
+        USER_APP_CLIENT,
+        &user_app_secret,
+        &["openid", "AdobeID", "offline_access"],
+        3599,
+    );
+    user_app.default_redirect_uri = Some(format!("http://{addr}/user/callback"));
     let emulator = Emulator::new(EmulatorConfig {
         issuer: None,
-        clients: vec![demo_client(&client_secret, lifetime), web_app],
+        clients: vec![demo_client(&client_secret, lifetime), web_app, user_app],
         ..EmulatorConfig::default()
     })
     .start(emulator_listen)
@@ -203,6 +233,12 @@ pub async fn run(
     );
     println!(
         "Linked orgs (user name anything, password = the internal API key): http://{addr}/admin"
+    );
+    println!(
+        "Sign a user in (user OAuth with PKCE): the same page's \"Sign in with Adobe\"; then the user's token:"
+    );
+    println!(
+        "  curl -X POST -H 'Authorization: Bearer {internal_key}' http://{addr}/api/users/demo-user-1/token"
     );
     println!();
     println!(

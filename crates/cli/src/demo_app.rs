@@ -1,5 +1,6 @@
-//! The demo's stand-in for a partner application: a page with a "Connect with Adobe" button whose
-//! backend calls imsgate's internal API, as a real partner backend would.
+//! The demo's stand-in for a partner application: a page with "Connect with Adobe" (admin consent)
+//! and "Sign in with Adobe" (user OAuth) buttons whose backend calls imsgate's internal API, as a
+//! real partner backend would.
 //!
 //! It holds the internal API key server-side; the browser never sees it.
 
@@ -34,6 +35,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(home))
         .route("/connect", post(connect))
         .route("/token", post(org_token))
+        .route("/sign-in", post(sign_in))
+        .route("/sign-out", post(sign_out))
         .route("/embed", get(embed))
         .route("/session/caller-token", post(caller_token))
         .route(
@@ -50,8 +53,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[derive(Deserialize)]
 struct HomeQuery {
     account: Option<String>,
+    user: Option<String>,
     result: Option<String>,
     code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UserForm {
+    user: String,
 }
 
 #[derive(Deserialize)]
@@ -83,19 +92,22 @@ fn page(body: &str) -> Response {
 
 async fn home(State(st): State<Arc<AppState>>, Query(q): Query<HomeQuery>) -> Response {
     let account = q.account.unwrap_or_else(|| "demo-account-1".to_owned());
+    let user = q.user.unwrap_or_else(|| "demo-user-1".to_owned());
     let mut body = String::new();
     if let Some(result) = &q.result {
         let class = match result.as_str() {
-            "linked" => "ok",
+            "linked" | "signed_in" | "signed_out" => "ok",
             "cancelled" => "warn",
             _ => "err",
         };
         body.push_str(&format!(
-            "<p id=\"result\" class=\"banner {class}\">Consent result: <b>{}</b> ({})</p>",
+            "<p id=\"result\" class=\"banner {class}\">Result: <b>{}</b> ({})</p>",
             escape(result),
             escape(q.code.as_deref().unwrap_or(""))
         ));
     }
+    body.push_str(&user_section(&st, &user).await);
+    body.push_str("<h2>Adobe org (admin consent)</h2>");
     let status = st
         .http
         .get(format!("{}/api/connections/{account}", st.broker_url))
@@ -137,19 +149,70 @@ async fn home(State(st): State<Arc<AppState>>, Query(q): Query<HomeQuery>) -> Re
     page(&body)
 }
 
-async fn connect(State(st): State<Arc<AppState>>, Form(f): Form<AccountForm>) -> Response {
-    let return_to = format!("{}/?account={}", st.app_url, url_encode(&f.account_id));
+/// The user's Adobe sign-in: who they are at Adobe and a glimpse of their token, or the button.
+async fn user_section(st: &AppState, user: &str) -> String {
     let r = st
         .http
-        .post(format!("{}/api/connections", st.broker_url))
+        .post(format!(
+            "{}/api/users/{}/token",
+            st.broker_url,
+            url_encode(user)
+        ))
         .bearer_auth(&st.internal_key)
-        .json(&serde_json::json!({"account_id": f.account_id, "return_to": return_to}))
+        .send()
+        .await;
+    let mut out = String::from("<h2>Adobe user (sign-in)</h2>");
+    let token: Option<Value> = match r {
+        Ok(r) if r.status().is_success() => r.json().await.ok(),
+        _ => None,
+    };
+    match token {
+        Some(t) => {
+            // Enough of the token to recognise it; a page is no place for a bearer token.
+            let shown: String = t["access_token"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(24)
+                .collect();
+            out.push_str(&format!(
+                "<p>User <code>{}</code> is <b id=\"user-status\">signed in</b> as Adobe user <code id=\"ims-user\">{}</code>; \
+their token <code id=\"user-token\">{}…</code> expires in {} s.</p>\
+<form method=\"post\" action=\"/sign-out\"><input type=\"hidden\" name=\"user\" value=\"{}\"><button id=\"sign-out\">Sign out of Adobe (revoke)</button></form>",
+                escape(user),
+                escape(t["ims_user_id"].as_str().unwrap_or("")),
+                escape(&shown),
+                t["expires_in"],
+                escape(user),
+            ));
+        }
+        None => out.push_str(&format!(
+            "<p>User <code>{}</code> is <b id=\"user-status\">not signed in</b> with Adobe.</p>",
+            escape(user)
+        )),
+    }
+    out.push_str(&format!(
+        "<form method=\"post\" action=\"/sign-in\"><label>User id <input id=\"user\" name=\"user\" value=\"{}\"></label> <button id=\"sign-in\">Sign in with Adobe</button></form>\
+<p>The button asks this app's backend to call <code>POST {}/api/user-logins</code>; afterwards the backend gets the user's token from <code>POST /api/users/{{user}}/token</code>.</p>",
+        escape(user),
+        escape(&st.broker_url)
+    ));
+    out
+}
+
+/// Calls the internal API and sends the browser to the one-time URL in `field` of the answer.
+async fn start_flow(st: &AppState, path: &str, body: serde_json::Value, field: &str) -> Response {
+    let r = st
+        .http
+        .post(format!("{}{path}", st.broker_url))
+        .bearer_auth(&st.internal_key)
+        .json(&body)
         .send()
         .await;
     match r {
         Ok(r) if r.status() == StatusCode::CREATED => {
             let v: Value = r.json().await.unwrap_or_default();
-            let url = v["connect_url"].as_str().unwrap_or("/");
+            let url = v[field].as_str().unwrap_or("/");
             let mut resp = StatusCode::SEE_OTHER.into_response();
             if let Ok(v) = HeaderValue::from_str(url) {
                 resp.headers_mut().insert(header::LOCATION, v);
@@ -165,6 +228,54 @@ async fn connect(State(st): State<Arc<AppState>>, Form(f): Form<AccountForm>) ->
         }
         Err(_) => page("<p class=\"banner err\">imsgate is not reachable.</p>"),
     }
+}
+
+async fn sign_in(State(st): State<Arc<AppState>>, Form(f): Form<UserForm>) -> Response {
+    let return_to = format!("{}/?user={}", st.app_url, url_encode(&f.user));
+    start_flow(
+        &st,
+        "/api/user-logins",
+        serde_json::json!({"user": f.user, "return_to": return_to}),
+        "login_url",
+    )
+    .await
+}
+
+async fn sign_out(State(st): State<Arc<AppState>>, Form(f): Form<UserForm>) -> Response {
+    let r = st
+        .http
+        .delete(format!(
+            "{}/api/users/{}/token",
+            st.broker_url,
+            url_encode(&f.user)
+        ))
+        .bearer_auth(&st.internal_key)
+        .send()
+        .await;
+    let result = match r {
+        Ok(r) if r.status().is_success() => "signed_out",
+        _ => "sign_out_failed",
+    };
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let to = format!(
+        "/?user={}&result={result}&code={result}",
+        url_encode(&f.user)
+    );
+    if let Ok(v) = HeaderValue::from_str(&to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+async fn connect(State(st): State<Arc<AppState>>, Form(f): Form<AccountForm>) -> Response {
+    let return_to = format!("{}/?account={}", st.app_url, url_encode(&f.account_id));
+    start_flow(
+        &st,
+        "/api/connections",
+        serde_json::json!({"account_id": f.account_id, "return_to": return_to}),
+        "connect_url",
+    )
+    .await
 }
 
 async fn org_token(State(st): State<Arc<AppState>>, Form(f): Form<OrgForm>) -> Response {
