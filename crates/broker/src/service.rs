@@ -328,7 +328,8 @@ pub enum TokenError {
     Unavailable(Unavailable),
 }
 
-/// Deletes consent tickets and sessions a day after they expired, hourly.
+/// Hourly: deletes consent and sign-in tickets and sessions a day after they expired, and user
+/// grants that can no longer yield a token.
 fn spawn_purge(store: crate::storage::Store, clock: SharedClock) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -337,6 +338,10 @@ fn spawn_purge(store: crate::storage::Store, clock: SharedClock) {
             let cutoff = crate::clock::unix_ms(clock.now()).saturating_sub(86_400_000);
             if let Err(e) = store.purge_consent_records(cutoff).await {
                 tracing::warn!(error = %e, "could not purge expired consent records");
+            }
+            let now = crate::clock::unix_ms(clock.now());
+            if let Err(e) = store.purge_dead_user_grants(now).await {
+                tracing::warn!(error = %e, "could not purge ended user grants");
             }
         }
     });

@@ -459,3 +459,21 @@ async fn the_internal_api_checks_its_input() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn signing_in_again_replaces_and_revokes_the_earlier_grant() {
+    let h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    let (_, first) = json(h.user_token("user-1").await).await;
+    let first = first["access_token"].as_str().unwrap().to_owned();
+    h.emulator.reset_counts();
+    h.sign_in("user-1", GRACE).await;
+    assert_eq!(h.emulator.count(Endpoint::Revoke), 1);
+    let (status, second) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(second["ims_user_id"], GRACE);
+    // The earlier grant's tokens no longer work at IMS; the new one does.
+    assert_eq!(h.validate(&first).await["reason"], "revoked");
+    let second = second["access_token"].as_str().unwrap();
+    assert_eq!(h.validate(second).await["valid"], true);
+}

@@ -159,6 +159,19 @@ impl Store {
         .await
     }
 
+    /// Deletes grants that can no longer produce a token at `now_ms`: the access token expired and
+    /// there is no refresh token, or it expired too. Their sealed tokens have no use left.
+    pub async fn purge_dead_user_grants(&self, now_ms: u64) -> Result<usize, StorageError> {
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM user_grants WHERE access_expires_ms < ?1
+                   AND (refresh_sealed IS NULL OR coalesce(refresh_expires_ms, 0) < ?1)",
+                params![now_ms as i64],
+            )
+        })
+        .await
+    }
+
     /// Deletes a grant and returns it (so its tokens can be revoked at IMS).
     pub async fn delete_user_grant(
         &self,
@@ -177,5 +190,82 @@ impl Store {
             .optional()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(user: &str, access_expires_ms: u64, refresh: Option<u64>) -> UserGrantRow {
+        UserGrantRow {
+            credential: "web".into(),
+            user_ref: user.into(),
+            ims_user_id: "U@AdobeID".into(),
+            scopes: "openid".into(),
+            access_sealed: "sealed-a".into(),
+            access_issued_ms: 0,
+            access_expires_ms,
+            refresh_sealed: refresh.map(|_| "sealed-r".into()),
+            refresh_expires_ms: refresh,
+            generation: 0,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn generations_guard_refresh_write_back_and_dead_grants_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.sqlite")).unwrap();
+        let first = store
+            .put_user_grant(grant("a", 100, Some(1000)))
+            .await
+            .unwrap();
+        assert_eq!(first.generation, 1);
+        // A new sign-in replaces the grant and moves the generation on.
+        let second = store
+            .put_user_grant(grant("a", 200, Some(2000)))
+            .await
+            .unwrap();
+        assert_eq!(second.generation, 2);
+        // A refresh that started from the first generation must not write.
+        let stale = store
+            .refresh_user_grant("web".into(), "a".into(), 1, "x".into(), 1, 2, None, 3)
+            .await
+            .unwrap();
+        assert!(stale.is_none());
+        let fresh = store
+            .refresh_user_grant("web".into(), "a".into(), 2, "x".into(), 1, 300, None, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fresh.generation, 3);
+        // No new refresh token: the old one stays.
+        assert_eq!(fresh.refresh_sealed.as_deref(), Some("sealed-r"));
+        assert_eq!(fresh.refresh_expires_ms, Some(2000));
+
+        store
+            .put_user_grant(grant("no-refresh", 100, None))
+            .await
+            .unwrap();
+        store
+            .put_user_grant(grant("refresh-expired", 100, Some(150)))
+            .await
+            .unwrap();
+        store
+            .put_user_grant(grant("refreshable", 100, Some(5000)))
+            .await
+            .unwrap();
+        assert_eq!(store.purge_dead_user_grants(400).await.unwrap(), 2);
+        for (user, kept) in [
+            ("a", true),
+            ("refreshable", true),
+            ("no-refresh", false),
+            ("refresh-expired", false),
+        ] {
+            let row = store.user_grant("web".into(), user.into()).await.unwrap();
+            assert_eq!(row.is_some(), kept, "{user}");
+        }
     }
 }

@@ -177,6 +177,10 @@ impl UserTokenVault {
     ) -> Result<(), VaultError> {
         let slot = self.slot(user_ref);
         let mut s = slot.lock().await;
+        let superseded = self
+            .store
+            .user_grant(self.name().to_owned(), user_ref.to_owned())
+            .await?;
         let now = unix_ms(self.clock.now());
         let ctx = |c| context(self.name(), user_ref, c);
         let refresh_sealed = match &tokens.refresh_token {
@@ -206,6 +210,18 @@ impl UserTokenVault {
             grant: Some(self.open_row(&row)?),
             ..Slot::default()
         };
+        drop(s);
+        // The earlier grant would otherwise stay usable at IMS for up to 14 days with nobody
+        // holding it: end it (its refresh token ends its access tokens too).
+        if let Some(old) = superseded.and_then(|row| self.open_row(&row).ok()) {
+            let (token, hint) = match &old.refresh {
+                Some(r) => (r, "refresh_token"),
+                None => (&old.access.secret, "access_token"),
+            };
+            if let Err(e) = self.revoke_one(token, hint).await {
+                tracing::warn!(credential = %self.name(), user = %user_ref, error = %e, "could not revoke the grant a new sign-in replaced");
+            }
+        }
         Ok(())
     }
 
