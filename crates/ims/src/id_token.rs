@@ -241,6 +241,17 @@ impl UnverifiedIdToken<'_> {
         &self.kid
     }
 
+    /// The claims, read only after the signature verified with `key`; duplicate keys refused.
+    fn signed_claims(&self, key: &RsaPublicKey) -> Result<Map<String, Value>, IdTokenError> {
+        if !key.verify(self.signing_input.as_bytes(), &self.signature) {
+            return Err(IdTokenError::BadSignature);
+        }
+        let payload = B64
+            .decode(self.payload)
+            .map_err(|_| IdTokenError::Malformed)?;
+        Ok(strict_json::parse_object(&payload)?)
+    }
+
     /// Verifies the signature with `key`, then the claims against `expect` at `now` (Unix seconds).
     pub fn verify(
         &self,
@@ -248,13 +259,7 @@ impl UnverifiedIdToken<'_> {
         expect: &Expectations<'_>,
         now: u64,
     ) -> Result<ConsentIdentity, IdTokenError> {
-        if !key.verify(self.signing_input.as_bytes(), &self.signature) {
-            return Err(IdTokenError::BadSignature);
-        }
-        let payload = B64
-            .decode(self.payload)
-            .map_err(|_| IdTokenError::Malformed)?;
-        let claims = strict_json::parse_object(&payload)?;
+        let claims = self.signed_claims(key)?;
         let (sub, issued_at, expires_at) = check_claims(&claims, expect, now)?;
         let org_id = org_claim(&claims)?;
         Ok(ConsentIdentity {
@@ -273,13 +278,7 @@ impl UnverifiedIdToken<'_> {
         expect: &Expectations<'_>,
         now: u64,
     ) -> Result<UserIdentity, IdTokenError> {
-        if !key.verify(self.signing_input.as_bytes(), &self.signature) {
-            return Err(IdTokenError::BadSignature);
-        }
-        let payload = B64
-            .decode(self.payload)
-            .map_err(|_| IdTokenError::Malformed)?;
-        let claims = strict_json::parse_object(&payload)?;
+        let claims = self.signed_claims(key)?;
         let (sub, issued_at, expires_at) = check_claims(&claims, expect, now)?;
         Ok(UserIdentity {
             user_id: sub.to_owned(),

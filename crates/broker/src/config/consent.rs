@@ -170,24 +170,13 @@ pub(super) fn validate_consent(
     );
     let issuers = issuers(p, at, raw.issuers, ims_base);
     let return_to = return_to(p, at, &raw.return_to_origins);
-    let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
-    let connect_ttl = secs(raw.connect_ttl_seconds, 300);
-    let session_ttl = secs(raw.session_ttl_seconds, 900);
-    let id_token_leeway = secs(raw.id_token_leeway_seconds, 60);
-    for (name, d, max) in [
-        ("connect_ttl_seconds", connect_ttl, 3600),
-        ("session_ttl_seconds", session_ttl, 3600),
-    ] {
-        if d.is_zero() || d > Duration::from_secs(max) {
-            p.push(
-                &format!("{at}.{name}"),
-                format!("must be between 1 and {max}"),
-            );
-        }
-    }
-    if id_token_leeway > Duration::from_secs(300) {
-        p.push(&format!("{at}.id_token_leeway_seconds"), "at most 300");
-    }
+    let [connect_ttl, session_ttl, id_token_leeway] = flow_ttls(
+        p,
+        at,
+        ("connect_ttl_seconds", raw.connect_ttl_seconds),
+        raw.session_ttl_seconds,
+        raw.id_token_leeway_seconds,
+    );
     check_callback(
         p,
         at,
@@ -241,6 +230,33 @@ pub(super) fn flow_urls(
         (None, None) => None,
     };
     (public_url, callback_url)
+}
+
+/// A flow's one-time URL lifetime (default 300 s), session lifetime (default 900 s), each 1 to 3600,
+/// and id_token leeway (default 60 s, at most 300).
+pub(super) fn flow_ttls(
+    p: &mut Problems,
+    at: &str,
+    (ticket_key, ticket): (&str, Option<u64>),
+    session: Option<u64>,
+    leeway: Option<u64>,
+) -> [Duration; 3] {
+    let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+    let ticket_ttl = secs(ticket, 300);
+    let session_ttl = secs(session, 900);
+    let id_token_leeway = secs(leeway, 60);
+    for (name, d) in [
+        (ticket_key, ticket_ttl),
+        ("session_ttl_seconds", session_ttl),
+    ] {
+        if d.is_zero() || d > Duration::from_secs(3600) {
+            p.push(&format!("{at}.{name}"), "must be between 1 and 3600");
+        }
+    }
+    if id_token_leeway > Duration::from_secs(300) {
+        p.push(&format!("{at}.id_token_leeway_seconds"), "at most 300");
+    }
+    [ticket_ttl, session_ttl, id_token_leeway]
 }
 
 /// The accepted id_token issuers; by default both spellings IMS uses for the configured base.

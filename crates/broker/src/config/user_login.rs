@@ -10,7 +10,7 @@ use imsgate_ims::user_oauth::ClientAuth;
 use serde::Deserialize;
 use url::Url;
 
-use super::consent::{check_callback, flow_urls, issuers, return_to};
+use super::consent::{check_callback, flow_ttls, flow_urls, issuers, return_to};
 use super::{CredentialConfig, CredentialKind, Problems};
 use crate::keystore::MasterKeyRef;
 
@@ -138,24 +138,13 @@ pub(super) fn validate(
         raw.token_encryption_keys.unwrap_or_default(),
         base,
     );
-    let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
-    let login_ttl = secs(raw.login_ttl_seconds, 300);
-    let session_ttl = secs(raw.session_ttl_seconds, 900);
-    let id_token_leeway = secs(raw.id_token_leeway_seconds, 60);
-    for (name, d, max) in [
-        ("login_ttl_seconds", login_ttl, 3600),
-        ("session_ttl_seconds", session_ttl, 3600),
-    ] {
-        if d.is_zero() || d > Duration::from_secs(max) {
-            p.push(
-                &format!("{at}.{name}"),
-                format!("must be between 1 and {max}"),
-            );
-        }
-    }
-    if id_token_leeway > Duration::from_secs(300) {
-        p.push(&format!("{at}.id_token_leeway_seconds"), "at most 300");
-    }
+    let [login_ttl, session_ttl, id_token_leeway] = flow_ttls(
+        p,
+        at,
+        ("login_ttl_seconds", raw.login_ttl_seconds),
+        raw.session_ttl_seconds,
+        raw.id_token_leeway_seconds,
+    );
     let days = raw.refresh_token_lifetime_days.unwrap_or(14);
     if !(1..=365).contains(&days) {
         p.push(

@@ -80,6 +80,48 @@ pub enum FlowError {
     Storage(#[from] StorageError),
 }
 
+/// A one-time ticket to issue: who it is for, where the browser may return, and its URL.
+pub(crate) struct Ticket<'a> {
+    pub purpose: Purpose,
+    /// The partner's id for the account or user.
+    pub subject: &'a str,
+    pub return_to: &'a str,
+    pub policy: &'a imsgate_ims::return_to::ReturnToPolicy,
+    pub ttl: Duration,
+    pub public_url: &'a Url,
+    /// The URL path segment before the ticket (`connect`, `login`).
+    pub path: &'a str,
+    pub now_ms: u64,
+}
+
+/// Checks the subject and `return_to`, stores the ticket's hash, and returns the one-time URL
+/// `{public_url}/{path}/{ticket}` with its expiry.
+pub(crate) async fn issue_ticket(store: &Store, t: Ticket<'_>) -> Result<(Url, u64), FlowError> {
+    if !is_account_id(t.subject) {
+        return Err(FlowError::BadAccountId);
+    }
+    let return_to = t
+        .policy
+        .check(t.return_to)
+        .map_err(|e| FlowError::BadReturnTo(e.to_string()))?;
+    let ticket = random_id();
+    let expires_at_ms = t.now_ms + t.ttl.as_millis() as u64;
+    store
+        .insert_ticket(
+            t.purpose,
+            hash_id(&ticket),
+            t.subject.to_owned(),
+            return_to.to_string(),
+            t.now_ms,
+            expires_at_ms,
+        )
+        .await?;
+    let mut url = t.public_url.clone();
+    let path = format!("{}/{}/{ticket}", url.path().trim_end_matches('/'), t.path);
+    url.set_path(&path);
+    Ok((url, expires_at_ms))
+}
+
 /// Where the callback sends the browser.
 #[derive(Debug, Clone)]
 pub struct CallbackRedirect {
@@ -101,33 +143,20 @@ impl ConsentService {
         account_id: &str,
         return_to: &str,
     ) -> Result<StartedConnection, FlowError> {
-        if !is_account_id(account_id) {
-            return Err(FlowError::BadAccountId);
-        }
-        let return_to = self
-            .config
-            .return_to
-            .check(return_to)
-            .map_err(|e| FlowError::BadReturnTo(e.to_string()))?;
-        let ticket = random_id();
-        let now = self.now_ms();
-        let expires_at_ms = now + self.config.connect_ttl.as_millis() as u64;
-        self.store
-            .insert_ticket(
-                Purpose::Consent,
-                hash_id(&ticket),
-                account_id.to_owned(),
-                return_to.to_string(),
-                now,
-                expires_at_ms,
-            )
-            .await?;
-        let mut connect_url = self.config.public_url.clone();
-        let path = format!(
-            "{}/connect/{ticket}",
-            connect_url.path().trim_end_matches('/')
-        );
-        connect_url.set_path(&path);
+        let (connect_url, expires_at_ms) = issue_ticket(
+            &self.store,
+            Ticket {
+                purpose: Purpose::Consent,
+                subject: account_id,
+                return_to,
+                policy: &self.config.return_to,
+                ttl: self.config.connect_ttl,
+                public_url: &self.config.public_url,
+                path: "connect",
+                now_ms: self.now_ms(),
+            },
+        )
+        .await?;
         Ok(StartedConnection {
             connect_url,
             expires_at_ms,

@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::UserLoginConfig;
-use crate::consent::{FlowError, hash_id, is_account_id, random_id};
+use crate::consent::{FlowError, Ticket, hash_id, issue_ticket, random_id};
 use crate::credentials::{Credential, ImsFetcher};
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -96,30 +96,20 @@ impl UserLoginService {
 
     /// `POST /api/user-logins`: a one-time login URL for the partner's user `user_ref`.
     pub async fn start(&self, user_ref: &str, return_to: &str) -> Result<StartedLogin, FlowError> {
-        if !is_account_id(user_ref) {
-            return Err(FlowError::BadAccountId);
-        }
-        let return_to = self
-            .config
-            .return_to
-            .check(return_to)
-            .map_err(|e| FlowError::BadReturnTo(e.to_string()))?;
-        let ticket = random_id();
-        let now = self.now_ms();
-        let expires_at_ms = now + self.config.login_ttl.as_millis() as u64;
-        self.store
-            .insert_ticket(
-                Purpose::UserLogin,
-                hash_id(&ticket),
-                user_ref.to_owned(),
-                return_to.to_string(),
-                now,
-                expires_at_ms,
-            )
-            .await?;
-        let mut login_url = self.config.public_url.clone();
-        let path = format!("{}/login/{ticket}", login_url.path().trim_end_matches('/'));
-        login_url.set_path(&path);
+        let (login_url, expires_at_ms) = issue_ticket(
+            &self.store,
+            Ticket {
+                purpose: Purpose::UserLogin,
+                subject: user_ref,
+                return_to,
+                policy: &self.config.return_to,
+                ttl: self.config.login_ttl,
+                public_url: &self.config.public_url,
+                path: "login",
+                now_ms: self.now_ms(),
+            },
+        )
+        .await?;
         Ok(StartedLogin {
             login_url,
             expires_at_ms,

@@ -912,3 +912,77 @@ fn codes_are_distinct() {
     let codes: std::collections::HashSet<_> = all.iter().map(|e| e.code()).collect();
     assert_eq!(codes.len(), all.len());
 }
+
+/// A sign-in id_token carries the user, not an org; the common checks still apply to it.
+#[test]
+fn a_sign_in_token_yields_the_user_and_gets_the_same_checks() {
+    const USER: &str = "USERA00000000000000000@AdobeID";
+    let issuers = vec![ISS.to_owned()];
+    let expect = Expectations {
+        issuers: &issuers,
+        client_id: CLIENT,
+        nonce: NONCE,
+        leeway_secs: 60,
+    };
+    let verify_user = |claims_json: String, sig: Sig| {
+        let token = build(&header().to_string(), &claims_json, sig);
+        parse(&token)?.verify_user(&public(&keys().0), &expect, NOW)
+    };
+    let user_claims = || {
+        with(claims(), |c| {
+            c.remove("org_id");
+            c.insert("sub".into(), USER.into());
+            c.insert("email".into(), "ada@example.com".into());
+        })
+    };
+    let id = verify_user(user_claims(), Sig::Good).unwrap();
+    assert_eq!(id.user_id, USER);
+    assert_eq!(id.expires_at, NOW + 3600);
+    let base: Value = serde_json::from_str(&user_claims()).unwrap();
+    let cases: Vec<(String, Sig, IdTokenError)> = vec![
+        (user_claims(), Sig::OtherKey, IdTokenError::BadSignature),
+        (
+            with(base.clone(), |c| {
+                c.insert("nonce".into(), "other".into());
+            }),
+            Sig::Good,
+            IdTokenError::NonceMismatch,
+        ),
+        (
+            with(base.clone(), |c| {
+                c.insert("aud".into(), "someone-else".into());
+            }),
+            Sig::Good,
+            IdTokenError::WrongAudience,
+        ),
+        (
+            with(base.clone(), |c| {
+                c.insert("exp".into(), (NOW - 120).into());
+            }),
+            Sig::Good,
+            IdTokenError::Expired,
+        ),
+        (
+            with(base.clone(), |c| {
+                c.insert("sub".into(), "<script>".into());
+            }),
+            Sig::Good,
+            IdTokenError::BadClaim("sub"),
+        ),
+        (
+            format!(
+                "{},\"sub\":\"{USER}\"}}",
+                &user_claims()[..user_claims().len() - 1]
+            ),
+            Sig::Good,
+            IdTokenError::DuplicateKey,
+        ),
+    ];
+    for (claims_json, sig, want) in cases {
+        assert_eq!(
+            verify_user(claims_json.clone(), sig),
+            Err(want),
+            "{claims_json}"
+        );
+    }
+}
