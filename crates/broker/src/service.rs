@@ -229,6 +229,7 @@ impl Broker {
                     config.refresh,
                     metrics.clone(),
                 ));
+                spawn_user_token_eviction(Arc::downgrade(&vault));
                 let service = crate::user_login::UserLoginService {
                     config: ul.clone(),
                     scopes: credential.config.scopes.clone(),
@@ -343,6 +344,19 @@ fn spawn_purge(store: crate::storage::Store, clock: SharedClock) {
             if let Err(e) = store.purge_dead_user_grants(now).await {
                 tracing::warn!(error = %e, "could not purge ended user grants");
             }
+        }
+    });
+}
+
+/// Every minute, drops the in-memory tokens of users idle for ten minutes (they stay in SQLite).
+fn spawn_user_token_eviction(vault: std::sync::Weak<crate::user_login::UserTokenVault>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(vault) = vault.upgrade() else { return };
+            vault.evict_idle(Duration::from_secs(600));
         }
     });
 }

@@ -477,3 +477,19 @@ async fn signing_in_again_replaces_and_revokes_the_earlier_grant() {
     let second = second["access_token"].as_str().unwrap();
     assert_eq!(h.validate(second).await["valid"], true);
 }
+
+#[tokio::test]
+async fn idle_users_leave_memory_and_come_back_from_sqlite() {
+    let h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    let (_, before) = json(h.user_token("user-1").await).await;
+    let vault = &h.broker.state.user_login.as_ref().unwrap().service.vault;
+    // Asked for just now: kept.
+    assert_eq!(vault.evict_idle(Duration::from_secs(600)), 0);
+    assert_eq!(vault.evict_idle(Duration::ZERO), 1);
+    h.emulator.reset_counts();
+    let (status, after) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(after["access_token"], before["access_token"]);
+    assert_eq!(h.emulator.count(Endpoint::Token), 0);
+}

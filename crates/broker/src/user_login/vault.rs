@@ -72,6 +72,8 @@ struct Loaded {
 #[derive(Debug, Default)]
 struct Slot {
     grant: Option<Loaded>,
+    /// When a caller last asked for this user's token (tokio's clock).
+    last_used: Option<tokio::time::Instant>,
     /// The last refresh failure and when the next attempt may go to IMS.
     failure: Option<(ImsError, SystemTime)>,
     attempts: u32,
@@ -137,12 +139,43 @@ impl UserTokenVault {
         &self.credential.config.name
     }
 
+    /// The user's slot. Clones are only handed out under the map's lock, so a slot whose only
+    /// reference is the map's is held by nobody and can be dropped without two slots ever
+    /// existing for one user (which would allow two concurrent refreshes).
     fn slot(&self, user_ref: &str) -> Arc<tokio::sync::Mutex<Slot>> {
         self.slots
             .lock()
             .entry(user_ref.to_owned())
             .or_default()
             .clone()
+    }
+
+    fn release(&self, user_ref: &str) {
+        let mut slots = self.slots.lock();
+        if slots
+            .get(user_ref)
+            .is_some_and(|slot| Arc::strong_count(slot) == 1)
+        {
+            slots.remove(user_ref);
+        }
+    }
+
+    /// Forgets the in-memory tokens of users not asked for within `idle` (they are read from
+    /// SQLite again when needed), so memory follows active users, not every user who ever signed
+    /// in. Returns how many were dropped.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let mut slots = self.slots.lock();
+        let before = slots.len();
+        slots.retain(|_, slot| {
+            if Arc::strong_count(slot) > 1 {
+                return true;
+            }
+            match slot.try_lock() {
+                Ok(s) => s.last_used.is_some_and(|t| t.elapsed() < idle),
+                Err(_) => true,
+            }
+        });
+        before - slots.len()
     }
 
     fn open_row(&self, row: &UserGrantRow) -> Result<Loaded, SealError> {
@@ -208,6 +241,7 @@ impl UserTokenVault {
             .await?;
         *s = Slot {
             grant: Some(self.open_row(&row)?),
+            last_used: Some(tokio::time::Instant::now()),
             ..Slot::default()
         };
         drop(s);
@@ -230,6 +264,7 @@ impl UserTokenVault {
     pub async fn token(&self, user_ref: &str) -> Result<UserToken, VaultError> {
         let slot = self.slot(user_ref);
         let mut s = slot.lock().await;
+        s.last_used = Some(tokio::time::Instant::now());
         if s.grant.is_none() {
             let row = self
                 .store
@@ -416,7 +451,8 @@ impl UserTokenVault {
             .await?;
         *s = Slot::default();
         drop(s);
-        self.slots.lock().remove(user_ref);
+        drop(slot);
+        self.release(user_ref);
         let Some(row) = row else {
             return Ok(None);
         };
