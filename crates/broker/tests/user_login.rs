@@ -63,8 +63,10 @@ async fn sign_in_stores_sealed_tokens_that_survive_a_restart() {
     let bytes = database_bytes(&h);
     assert!(!bytes.is_empty());
     assert!(!contains(&bytes, &access));
+    // The emulator's refresh tokens are `rt-` and 43 base64url characters.
+    let refresh_token = regex::bytes::Regex::new(r"rt-[A-Za-z0-9_-]{43}").unwrap();
     assert!(
-        !contains(&bytes, "rt-"),
+        !refresh_token.is_match(&bytes),
         "a refresh token is stored in the clear"
     );
     assert!(
@@ -492,4 +494,44 @@ async fn idle_users_leave_memory_and_come_back_from_sqlite() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(after["access_token"], before["access_token"]);
     assert_eq!(h.emulator.count(Endpoint::Token), 0);
+    // Asking for users who never signed in leaves nothing behind.
+    for i in 0..5 {
+        let (status, _) = json(h.user_token(&format!("stranger-{i}")).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(vault.cached_users(), 1);
+}
+
+#[tokio::test]
+async fn a_caller_giving_up_mid_refresh_does_not_lose_the_grant() {
+    let h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    h.clock.advance(Duration::from_secs(3000));
+    h.emulator.reset_counts();
+    // IMS answers the refresh slowly; the caller hangs up first.
+    h.emulator
+        .set_fault(Endpoint::Token, Fault::latency(Duration::from_millis(800)));
+    let impatient = h
+        .http
+        .post(format!("{}/api/users/user-1/token", h.url))
+        .bearer_auth(INTERNAL_KEY)
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(impatient.is_err(), "the caller gave up");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    h.emulator.clear_faults();
+    // IMS rotated the refresh token during that request; the broker kept the new one.
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.emulator.count(Endpoint::Token), 1, "no second refresh");
+    assert_eq!(
+        h.validate(body["access_token"].as_str().unwrap()).await["valid"],
+        true
+    );
+    // Still refreshable later with the rotated refresh token.
+    h.clock.advance(Duration::from_secs(3000));
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.emulator.count(Endpoint::Token), 2);
 }

@@ -189,14 +189,19 @@ pub(crate) fn authorization_code(
     if form.get("redirect_uri").map(String::as_str) != Some(g.redirect_uri.as_str()) {
         return invalid_grant("redirect_uri does not match the authorization request");
     }
-    if let Some(challenge) = &g.challenge {
-        match form.get("code_verifier") {
-            None => return invalid_grant("code_verifier is required"),
-            Some(v) if !pkce_ok(challenge, v) => {
-                return invalid_grant("code_verifier does not match the code_challenge");
-            }
-            Some(_) => {}
+    match (&g.challenge, form.get("code_verifier")) {
+        (Some(_), None) => return invalid_grant("code_verifier is required"),
+        (Some(challenge), Some(v)) if !pkce_ok(challenge, v) => {
+            return invalid_grant("code_verifier does not match the code_challenge");
         }
+        // A verifier for a request that carried no challenge means the challenge was stripped
+        // on the way (RFC 9700 §2.1.1).
+        (None, Some(_)) => {
+            return invalid_grant(
+                "code_verifier sent, but the authorization request had no code_challenge",
+            );
+        }
+        _ => {}
     }
     let family = random_token("fam-");
     let refresh = g

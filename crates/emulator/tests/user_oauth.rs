@@ -289,6 +289,8 @@ async fn pkce_verifier_must_match_the_challenge() {
         (Some((challenge.clone(), None)), Some(v.clone()), false),
         // No PKCE at all: a confidential client may still exchange.
         (None, None, true),
+        // A verifier without a challenge: the challenge was stripped on the way.
+        (None, Some(v.clone()), false),
     ];
     for (i, (ch, presented, ok)) in cases.into_iter().enumerate() {
         let params = authorize_params(ch.as_ref().map(|(c, m)| (c.as_str(), *m)));

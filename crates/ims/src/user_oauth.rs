@@ -240,7 +240,6 @@ fn form_request<'a>(
 }
 
 /// `grant_type=authorization_code` with the PKCE verifier.
-#[derive(Debug)]
 pub struct CodeExchange<'a> {
     pub client_id: &'a str,
     pub client_secret: &'a SecretString,
@@ -248,6 +247,17 @@ pub struct CodeExchange<'a> {
     pub code: &'a str,
     pub code_verifier: &'a SecretString,
     pub redirect_uri: &'a str,
+}
+
+impl std::fmt::Debug for CodeExchange<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The code is a bearer credential until it is exchanged.
+        f.debug_struct("CodeExchange")
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CodeExchange<'_> {

@@ -1,7 +1,8 @@
 //! Users' grants from the sign-in flow: sealed access and refresh tokens per (credential, user).
 //!
-//! Every write bumps `generation`; a refresh writes back only if the generation it started from
-//! is still current, so a grant revoked or replaced meanwhile is never resurrected.
+//! Every write gives the grant a new random `generation`; a refresh writes back, and a refused
+//! refresh deletes, only if the generation it started from is still current, so a grant revoked
+//! or replaced meanwhile (even deleted and created again) is never resurrected or lost.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -35,6 +36,11 @@ impl std::fmt::Debug for UserGrantRow {
     }
 }
 
+/// A fresh generation: random, so a grant deleted and created again never repeats one.
+fn next_generation() -> i64 {
+    rand::random::<i64>()
+}
+
 const COLUMNS: &str = "credential, user_ref, ims_user_id, scopes, access_sealed, access_issued_ms,
      access_expires_ms, refresh_sealed, refresh_expires_ms, generation, created_at_ms, updated_at_ms";
 
@@ -63,7 +69,7 @@ impl Store {
             c.query_row(
                 &format!(
                     "INSERT INTO user_grants ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?10, ?10)
                      ON CONFLICT (credential, user_ref) DO UPDATE SET
                         ims_user_id = excluded.ims_user_id,
                         scopes = excluded.scopes,
@@ -72,7 +78,7 @@ impl Store {
                         access_expires_ms = excluded.access_expires_ms,
                         refresh_sealed = excluded.refresh_sealed,
                         refresh_expires_ms = excluded.refresh_expires_ms,
-                        generation = user_grants.generation + 1,
+                        generation = excluded.generation,
                         updated_at_ms = excluded.updated_at_ms
                      RETURNING {COLUMNS}"
                 ),
@@ -87,6 +93,7 @@ impl Store {
                     g.refresh_sealed,
                     g.refresh_expires_ms.map(|v| v as i64),
                     g.updated_at_ms as i64,
+                    next_generation(),
                 ],
                 row,
             )
@@ -137,7 +144,7 @@ impl Store {
                         access_sealed = ?4, access_issued_ms = ?5, access_expires_ms = ?6,
                         refresh_sealed = coalesce(?7, refresh_sealed),
                         refresh_expires_ms = coalesce(?8, refresh_expires_ms),
-                        generation = generation + 1, updated_at_ms = ?9
+                        generation = ?10, updated_at_ms = ?9
                      WHERE credential = ?1 AND user_ref = ?2 AND generation = ?3
                      RETURNING {COLUMNS}"
                 ),
@@ -150,7 +157,8 @@ impl Store {
                     access_expires_ms as i64,
                     refresh_sealed,
                     refresh_expires,
-                    now_ms as i64
+                    now_ms as i64,
+                    next_generation()
                 ],
                 row,
             )
@@ -168,6 +176,23 @@ impl Store {
                    AND (refresh_sealed IS NULL OR coalesce(refresh_expires_ms, 0) < ?1)",
                 params![now_ms as i64],
             )
+        })
+        .await
+    }
+
+    /// Deletes the grant only if it is still at `generation`; returns whether it did.
+    pub async fn delete_user_grant_at(
+        &self,
+        credential: String,
+        user_ref: String,
+        generation: i64,
+    ) -> Result<bool, StorageError> {
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM user_grants WHERE credential = ?1 AND user_ref = ?2 AND generation = ?3",
+                params![credential, user_ref, generation],
+            )
+            .map(|n| n > 0)
         })
         .await
     }
@@ -218,32 +243,64 @@ mod tests {
     async fn generations_guard_refresh_write_back_and_dead_grants_are_purged() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("g.sqlite")).unwrap();
+        let refresh = |generation: i64, expires: u64| {
+            store.refresh_user_grant(
+                "web".into(),
+                "a".into(),
+                generation,
+                "x".into(),
+                1,
+                expires,
+                None,
+                3,
+            )
+        };
         let first = store
             .put_user_grant(grant("a", 100, Some(1000)))
             .await
             .unwrap();
-        assert_eq!(first.generation, 1);
         // A new sign-in replaces the grant and moves the generation on.
         let second = store
             .put_user_grant(grant("a", 200, Some(2000)))
             .await
             .unwrap();
-        assert_eq!(second.generation, 2);
+        assert_ne!(second.generation, first.generation);
         // A refresh that started from the first generation must not write.
-        let stale = store
-            .refresh_user_grant("web".into(), "a".into(), 1, "x".into(), 1, 2, None, 3)
-            .await
-            .unwrap();
-        assert!(stale.is_none());
-        let fresh = store
-            .refresh_user_grant("web".into(), "a".into(), 2, "x".into(), 1, 300, None, 3)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(fresh.generation, 3);
+        assert!(refresh(first.generation, 2).await.unwrap().is_none());
+        let fresh = refresh(second.generation, 300).await.unwrap().unwrap();
+        assert_ne!(fresh.generation, second.generation);
         // No new refresh token: the old one stays.
         assert_eq!(fresh.refresh_sealed.as_deref(), Some("sealed-r"));
         assert_eq!(fresh.refresh_expires_ms, Some(2000));
+        // Nor may a refused refresh of an old generation delete the current grant.
+        let stale_delete = store
+            .delete_user_grant_at("web".into(), "a".into(), second.generation)
+            .await
+            .unwrap();
+        assert!(!stale_delete);
+        // Deleted and signed in again: a fresh generation, so an old refresh still cannot write.
+        let gone = store
+            .delete_user_grant("web".into(), "a".into())
+            .await
+            .unwrap();
+        assert!(gone.is_some());
+        let again = store
+            .put_user_grant(grant("a", 300, Some(3000)))
+            .await
+            .unwrap();
+        for old in [first.generation, second.generation, fresh.generation] {
+            assert_ne!(again.generation, old);
+            assert!(refresh(old, 9).await.unwrap().is_none());
+        }
+        let deleted = store
+            .delete_user_grant_at("web".into(), "a".into(), again.generation)
+            .await
+            .unwrap();
+        assert!(deleted);
+        store
+            .put_user_grant(grant("a", 300, Some(3000)))
+            .await
+            .unwrap();
 
         store
             .put_user_grant(grant("no-refresh", 100, None))

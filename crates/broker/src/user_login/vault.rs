@@ -15,6 +15,7 @@ use imsgate_ims::user_oauth::{
     parse_user_token_response,
 };
 use imsgate_ims::{AccessToken, ImsError, SecretString};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::cache::schedule;
 use crate::clock::{SharedClock, unix_ms};
@@ -67,6 +68,8 @@ struct Loaded {
     refresh: Option<SecretString>,
     refresh_expires_ms: Option<u64>,
     generation: i64,
+    /// Refreshed tokens not yet written back (the write failed); retried on the next call.
+    unsaved: bool,
 }
 
 #[derive(Debug, Default)]
@@ -160,6 +163,11 @@ impl UserTokenVault {
         }
     }
 
+    /// How many users' tokens are held in memory.
+    pub fn cached_users(&self) -> usize {
+        self.slots.lock().len()
+    }
+
     /// Forgets the in-memory tokens of users not asked for within `idle` (they are read from
     /// SQLite again when needed), so memory follows active users, not every user who ever signed
     /// in. Returns how many were dropped.
@@ -197,6 +205,7 @@ impl UserTokenVault {
             refresh,
             refresh_expires_ms: row.refresh_expires_ms,
             generation: row.generation,
+            unsaved: false,
         })
     }
 
@@ -261,9 +270,32 @@ impl UserTokenVault {
 
     /// The user's access token: from memory while it is fresh; refreshed (once, however many
     /// callers wait) when it is within its refresh margin.
-    pub async fn token(&self, user_ref: &str) -> Result<UserToken, VaultError> {
-        let slot = self.slot(user_ref);
-        let mut s = slot.lock().await;
+    pub async fn token(self: &Arc<Self>, user_ref: &str) -> Result<UserToken, VaultError> {
+        let guard = self.slot(user_ref).lock_owned().await;
+        // Everything under the lock runs in its own task: a caller that gives up must not cancel
+        // a refresh between IMS rotating the refresh token and the write-back, or the new
+        // refresh token would be lost and the next attempt would present a dead one.
+        let this = Arc::clone(self);
+        let user = user_ref.to_owned();
+        let result = tokio::spawn(async move { this.token_locked(&user, guard).await })
+            .await
+            .unwrap_or_else(|_| {
+                Err(VaultError::Unavailable {
+                    cause: ImsError::transport("the user token task failed"),
+                    retry_after: Duration::from_secs(1),
+                })
+            });
+        if matches!(result, Err(VaultError::NotSignedIn)) {
+            self.release(user_ref);
+        }
+        result
+    }
+
+    async fn token_locked(
+        &self,
+        user_ref: &str,
+        mut s: OwnedMutexGuard<Slot>,
+    ) -> Result<UserToken, VaultError> {
         s.last_used = Some(tokio::time::Instant::now());
         if s.grant.is_none() {
             let row = self
@@ -274,6 +306,9 @@ impl UserTokenVault {
                 return Err(VaultError::NotSignedIn);
             };
             s.grant = Some(self.open_row(&row)?);
+        }
+        if s.grant.as_ref().is_some_and(|g| g.unsaved) {
+            self.save(user_ref, &mut s).await;
         }
         let now = self.clock.now();
         let (refresh_due, servable, can_refresh) = {
@@ -311,28 +346,46 @@ impl UserTokenVault {
                 retry_after: retry_at.duration_since(now).unwrap_or_default(),
             });
         }
-        match self.refresh(user_ref, &s).await {
-            Ok(Some(fresh)) => {
+        match self.refresh(&s).await {
+            Ok(tokens) => {
                 self.metrics.user_token_refresh("ok");
-                s.grant = Some(fresh);
+                if let Some(g) = s.grant.as_mut() {
+                    g.access = tokens.access;
+                    // IMS may rotate the refresh token; a new one restarts its lifetime.
+                    if let Some(r) = tokens.refresh_token {
+                        g.refresh = Some(r);
+                        g.refresh_expires_ms =
+                            Some(unix_ms(now) + self.refresh_token_lifetime.as_millis() as u64);
+                    }
+                    g.unsaved = true;
+                }
                 s.failure = None;
                 s.attempts = 0;
-                current(&s)
-            }
-            Ok(None) => {
-                // Another process changed the grant; read it again next time.
-                self.metrics.user_token_refresh("superseded");
-                s.grant = None;
-                Err(VaultError::Unavailable {
-                    cause: ImsError::invalid_response("the user's grant changed during a refresh"),
-                    retry_after: Duration::from_secs(1),
-                })
+                // The new tokens are served even if the write fails: IMS has already rotated
+                // the refresh token, so the one on disk is spent either way.
+                self.save(user_ref, &mut s).await;
+                match s.grant {
+                    Some(_) => current(&s),
+                    None => Err(VaultError::Unavailable {
+                        cause: ImsError::invalid_response(
+                            "the user's grant changed during a refresh",
+                        ),
+                        retry_after: Duration::from_secs(1),
+                    }),
+                }
             }
             Err(e) if grant_is_dead(&e) => {
                 self.metrics.user_token_refresh("invalid_grant");
-                tracing::warn!(credential = %self.name(), user = %user_ref, error = %e, "refresh token refused; the user must sign in again");
-                self.forget(user_ref, &mut s).await?;
-                Err(VaultError::LoginRequired("IMS refused the refresh token"))
+                if self.forget(user_ref, &mut s).await? {
+                    tracing::warn!(credential = %self.name(), user = %user_ref, error = %e, "refresh token refused; the user must sign in again");
+                    Err(VaultError::LoginRequired("IMS refused the refresh token"))
+                } else {
+                    // Another process replaced the grant meanwhile; read it again next time.
+                    Err(VaultError::Unavailable {
+                        cause: e,
+                        retry_after: Duration::from_secs(1),
+                    })
+                }
             }
             Err(e) => {
                 self.metrics.user_token_refresh("failed");
@@ -357,19 +410,15 @@ impl UserTokenVault {
         }
     }
 
-    /// Uses the refresh token and writes the result back. `Ok(None)`: the grant changed meanwhile.
-    async fn refresh(&self, user_ref: &str, s: &Slot) -> Result<Option<Loaded>, ImsError> {
-        let Some(g) = &s.grant else {
-            return Ok(None);
-        };
-        let Some(refresh_token) = &g.refresh else {
-            return Ok(None);
+    /// Uses the refresh token at IMS.
+    async fn refresh(&self, s: &Slot) -> Result<UserTokenResponse, ImsError> {
+        let Some(refresh_token) = s.grant.as_ref().and_then(|g| g.refresh.as_ref()) else {
+            return Err(ImsError::invalid_response("no refresh token"));
         };
         let now = self.clock.now();
         let endpoints = &self.fetcher.endpoints;
         let client_id = &self.credential.config.client_id;
-        let tokens = self
-            .fetcher
+        self.fetcher
             .send_with_secrets(
                 &self.credential,
                 "token",
@@ -384,60 +433,76 @@ impl UserTokenVault {
                 },
                 |resp| parse_user_token_response(resp, now),
             )
-            .await?;
-        let store_err = |e: &dyn std::fmt::Display| {
-            tracing::error!(error = %e, "could not store a refreshed user token");
-            ImsError::invalid_response("the refreshed token could not be stored")
+            .await
+    }
+
+    /// Writes refreshed tokens back, only over the generation they were read at. A failed write
+    /// leaves them marked unsaved for the next call; a grant replaced or deleted meanwhile (by
+    /// another process) is dropped from memory so the stored one is read next time.
+    async fn save(&self, user_ref: &str, s: &mut Slot) {
+        let Some(g) = s.grant.as_mut().filter(|g| g.unsaved) else {
+            return;
         };
         let ctx = |c| context(self.name(), user_ref, c);
-        let access_sealed = self
+        let sealed = self
             .sealer
-            .seal(&ctx("access"), &tokens.access.secret)
-            .map_err(|e| store_err(&e))?;
-        // IMS may rotate the refresh token; a new one restarts its lifetime.
-        let refresh = match &tokens.refresh_token {
-            Some(r) => Some((
-                self.sealer
-                    .seal(&ctx("refresh"), r)
-                    .map_err(|e| store_err(&e))?,
-                unix_ms(now) + self.refresh_token_lifetime.as_millis() as u64,
-            )),
-            None => None,
+            .seal(&ctx("access"), &g.access.secret)
+            .and_then(|a| {
+                let r = match &g.refresh {
+                    Some(r) => Some(self.sealer.seal(&ctx("refresh"), r)?),
+                    None => None,
+                };
+                Ok((a, r))
+            });
+        let (access_sealed, refresh_sealed) = match sealed {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "could not seal a refreshed user token; kept in memory");
+                return;
+            }
         };
-        let row = self
+        let refresh = refresh_sealed.zip(g.refresh_expires_ms);
+        let written = self
             .store
             .refresh_user_grant(
                 self.name().to_owned(),
                 user_ref.to_owned(),
                 g.generation,
                 access_sealed,
-                unix_ms(tokens.access.issued_at),
-                tokens.access.expires_at_unix_ms(),
+                unix_ms(g.access.issued_at),
+                g.access.expires_at_unix_ms(),
                 refresh,
-                unix_ms(now),
+                unix_ms(self.clock.now()),
             )
-            .await
-            .map_err(|e| store_err(&e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Loaded {
-            ims_user_id: row.ims_user_id,
-            scopes: row.scopes,
-            access: tokens.access,
-            refresh: tokens.refresh_token.or_else(|| g.refresh.clone()),
-            refresh_expires_ms: row.refresh_expires_ms,
-            generation: row.generation,
-        }))
+            .await;
+        match written {
+            Ok(Some(row)) => {
+                g.generation = row.generation;
+                g.unsaved = false;
+            }
+            Ok(None) => {
+                self.metrics.user_token_refresh("superseded");
+                tracing::warn!(credential = %self.name(), user = %user_ref, "the user's grant changed elsewhere during a refresh; using the stored one");
+                s.grant = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not store a refreshed user token; kept in memory and retried on the next request");
+            }
+        }
     }
 
-    /// Deletes the grant locally (after IMS said it is over).
-    async fn forget(&self, user_ref: &str, s: &mut Slot) -> Result<(), VaultError> {
-        self.store
-            .delete_user_grant(self.name().to_owned(), user_ref.to_owned())
-            .await?;
+    /// Deletes the grant locally after IMS said it is over, unless it changed meanwhile. Returns
+    /// whether it was deleted.
+    async fn forget(&self, user_ref: &str, s: &mut Slot) -> Result<bool, VaultError> {
+        let generation = s.grant.as_ref().map(|g| g.generation);
         *s = Slot::default();
-        Ok(())
+        let Some(generation) = generation else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .delete_user_grant_at(self.name().to_owned(), user_ref.to_owned(), generation)
+            .await?)
     }
 
     /// Deletes the user's grant and revokes its tokens at IMS: the refresh token first (which

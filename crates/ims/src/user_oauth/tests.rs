@@ -130,7 +130,22 @@ fn client_auth_post_and_basic() {
         .unwrap();
     // The secret's ':' and '&' are form-encoded so the split at ':' stays unambiguous.
     assert_eq!(String::from_utf8(decoded).unwrap(), "cid:p%40ss%3Aw%26rd");
-    assert!(!format!("{basic:?}").contains("p@ss"));
+    // The exchange's own Debug shows neither the code nor the secrets.
+    let shown = format!(
+        "{:?}",
+        CodeExchange {
+            client_id: "cid",
+            client_secret: &secret,
+            auth: ClientAuth::Post,
+            code: "the-code",
+            code_verifier: &verifier,
+            redirect_uri: "https://app.example/cb",
+        }
+    );
+    assert!(shown.contains("cid"), "{shown}");
+    for hidden in ["the-code", "p@ss", &"v".repeat(43)] {
+        assert!(!shown.contains(hidden), "{shown}");
+    }
 }
 
 #[test]
