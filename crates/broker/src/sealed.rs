@@ -63,6 +63,14 @@ impl Sealer {
         &self.keys[0].kid
     }
 
+    /// The id of the key a sealed value was sealed with, read without opening it.
+    pub fn kid_of(sealed: &str) -> Option<&str> {
+        let mut parts = sealed.split('.');
+        (parts.next() == Some(VERSION))
+            .then(|| parts.next())
+            .flatten()
+    }
+
     /// `v1.<kid>.<nonce>.<ciphertext>`, bound to `context`.
     pub fn seal(&self, context: &str, value: &SecretString) -> Result<String, SealError> {
         let key = &self.keys[0];
@@ -153,5 +161,7 @@ mod tests {
         bad.push(if sealed.ends_with('A') { 'B' } else { 'A' });
         assert!(rotated.open("user:a:refresh", &bad).is_err());
         assert_eq!(rotated.open("x", "not-sealed"), Err(SealError::Malformed));
+        assert_eq!(Sealer::kid_of(&sealed), Some(rotated.keys[1].kid.as_str()));
+        assert_eq!(Sealer::kid_of("v2.abc.d.e"), None);
     }
 }

@@ -535,3 +535,110 @@ async fn a_caller_giving_up_mid_refresh_does_not_lose_the_grant() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(h.emulator.count(Endpoint::Token), 2);
 }
+
+#[tokio::test]
+async fn rotating_the_token_encryption_key_and_resealing() {
+    let mut h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    h.sign_in("user-2", GRACE).await;
+    let (_, before) = json(h.user_token("user-1").await).await;
+
+    // A new key first, the old one still listed: old grants open, and show as older.
+    support::write_secret(
+        h.dir.path(),
+        "tokens2.key",
+        imsgate_broker::keystore::MasterKey::generate_text().expose(),
+    );
+    h.config_text = h.config_text.replace(
+        r#"token_encryption_keys = ["file:tokens.key"]"#,
+        r#"token_encryption_keys = ["file:tokens2.key", "file:tokens.key"]"#,
+    );
+    h.restart().await;
+    let vault = h
+        .broker
+        .state
+        .user_login
+        .as_ref()
+        .unwrap()
+        .service
+        .vault
+        .clone();
+    let grants = vault.grants().await.unwrap();
+    assert_eq!(grants.len(), 2);
+    assert!(grants.iter().all(|g| !g.current_key));
+    assert_eq!(grants[0].ims_user_id, ADA);
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["access_token"], before["access_token"]);
+
+    let (done, problems) = vault.reseal_all().await.unwrap();
+    assert_eq!((done, problems.len()), (2, 0));
+    assert!(vault.grants().await.unwrap().iter().all(|g| g.current_key));
+    assert_eq!(
+        vault.reseal_all().await.unwrap().0,
+        0,
+        "nothing left to re-seal"
+    );
+
+    // The old key can go now.
+    h.config_text = h.config_text.replace(
+        r#"["file:tokens2.key", "file:tokens.key"]"#,
+        r#"["file:tokens2.key"]"#,
+    );
+    h.restart().await;
+    h.emulator.reset_counts();
+    for user in ["user-1", "user-2"] {
+        let (status, body) = json(h.user_token(user).await).await;
+        assert_eq!(status, StatusCode::OK, "{user}: {body}");
+    }
+    assert_eq!(h.emulator.count(Endpoint::Token), 0);
+}
+
+#[tokio::test]
+async fn a_missing_encryption_key_is_a_clear_error_and_loses_nothing() {
+    let mut h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    let (_, before) = json(h.user_token("user-1").await).await;
+    std::fs::rename(
+        h.dir.path().join("tokens.key"),
+        h.dir.path().join("tokens.old"),
+    )
+    .unwrap();
+    support::write_secret(
+        h.dir.path(),
+        "tokens.key",
+        imsgate_broker::keystore::MasterKey::generate_text().expose(),
+    );
+    h.restart().await;
+    // The stored grant names a key that is not configured: a 500 with fixed text, the row kept.
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal_error"))
+    );
+    let vault = h
+        .broker
+        .state
+        .user_login
+        .as_ref()
+        .unwrap()
+        .service
+        .vault
+        .clone();
+    let (done, problems) = vault.reseal_all().await.unwrap();
+    assert_eq!(done, 0);
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].contains("not in token_encryption_keys"),
+        "{problems:?}"
+    );
+    // Putting the old key back (after the new one) restores access to the same token.
+    h.config_text = h.config_text.replace(
+        r#"token_encryption_keys = ["file:tokens.key"]"#,
+        r#"token_encryption_keys = ["file:tokens.key", "file:tokens.old"]"#,
+    );
+    h.restart().await;
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["access_token"], before["access_token"]);
+}

@@ -8,6 +8,7 @@ mod keys;
 mod logging;
 mod run;
 mod secrets_cmd;
+mod user_tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,12 +88,29 @@ enum Command {
         #[command(subcommand)]
         action: SecretsCommand,
     },
+    /// Users' stored Adobe sign-ins ([user_login]): list them, or re-seal them with the newest
+    /// token encryption key so older keys can be retired. Token values are never printed.
+    UserTokens {
+        /// Path to the TOML configuration.
+        #[arg(long, short, default_value = "imsgate.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UserTokensCommand,
+    },
     /// Check a configuration file and its secrets without starting anything.
     Doctor {
         /// Path to the TOML configuration.
         #[arg(long, short, default_value = "imsgate.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserTokensCommand {
+    /// One line per user: Adobe user id, expiries, and the key their tokens are sealed with.
+    List,
+    /// Re-seal every grant not sealed with the first of `token_encryption_keys`.
+    Reseal,
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +237,10 @@ fn main() -> ExitCode {
             Command::Keys {
                 action: KeysCommand::EncryptionKey { out },
             } => keys::encryption_key(&out),
+            Command::UserTokens { config, action } => match action {
+                UserTokensCommand::List => user_tokens::list(&config).await,
+                UserTokensCommand::Reseal => user_tokens::reseal(&config).await,
+            },
             Command::Secrets { config, action } => match action {
                 SecretsCommand::Init => secrets_cmd::init(&config),
                 SecretsCommand::Set { name } => secrets_cmd::set(&config, &name),

@@ -11,7 +11,7 @@ use imsgate_emulator::{Emulator, EmulatorClient, EmulatorConfig};
 
 pub type CliResult = Result<(), Vec<String>>;
 
-fn load(config: &Path) -> Result<Config, Vec<String>> {
+pub(crate) fn load(config: &Path) -> Result<Config, Vec<String>> {
     Config::load(config).map_err(|e| e.problems)
 }
 
@@ -161,6 +161,19 @@ pub async fn doctor(path: &Path) -> CliResult {
             state.service.vault.sealer.current_kid(),
             ul.token_encryption_keys.len()
         );
+        match state.service.vault.grants().await {
+            Ok(grants) => {
+                let older = grants.iter().filter(|g| !g.current_key).count();
+                print!("  {} user grant(s) stored", grants.len());
+                if older > 0 {
+                    print!(
+                        ", {older} sealed with an older key (run `imsgate user-tokens reseal` before removing it)"
+                    );
+                }
+                println!();
+            }
+            Err(e) => println!("  warning: cannot read the stored grants: {e}"),
+        }
         if !state.service.scopes.iter().any(|s| s == "offline_access") {
             println!(
                 "  note: without the offline_access scope IMS issues no refresh token; users sign in again when their token expires"

@@ -900,6 +900,33 @@ api_key = "file:internal.key"
         doctor.contains("without the offline_access scope"),
         "{doctor}"
     );
+    assert!(doctor.contains("0 user grant(s) stored"), "{doctor}");
+    let out = Command::new(BIN)
+        .args(["user-tokens", "list", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "no user has signed in"
+    );
+    let out = Command::new(BIN)
+        .args(["user-tokens", "reseal", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("re-sealed 0 grant(s) with key {kid}")
+    );
     let out = Command::new(BIN)
         .args([
             "token",
@@ -927,4 +954,20 @@ api_key = "file:internal.key"
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("user_login.token_encryption_keys"), "{err}");
+
+    // Without [user_login] the command says so in one line.
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(
+        &plain,
+        "[credentials.stock]\ntype = \"api_key\"\nclient_id = \"x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["user-tokens", "list", "--config", plain.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no [user_login] section"), "{err}");
 }

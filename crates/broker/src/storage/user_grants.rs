@@ -119,6 +119,46 @@ impl Store {
         .await
     }
 
+    /// Every grant of a credential, by user.
+    pub async fn user_grants(&self, credential: String) -> Result<Vec<UserGrantRow>, StorageError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM user_grants WHERE credential = ?1 ORDER BY user_ref"
+            ))?;
+            let rows = stmt.query_map(params![credential], row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Replaces the sealed columns of a grant still at `generation` (re-sealing under a newer
+    /// key); the tokens themselves are unchanged. Returns whether it did.
+    pub async fn reseal_user_grant(
+        &self,
+        credential: String,
+        user_ref: String,
+        generation: i64,
+        access_sealed: String,
+        refresh_sealed: Option<String>,
+    ) -> Result<bool, StorageError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE user_grants SET access_sealed = ?4, refresh_sealed = ?5, generation = ?6
+                 WHERE credential = ?1 AND user_ref = ?2 AND generation = ?3",
+                params![
+                    credential,
+                    user_ref,
+                    generation,
+                    access_sealed,
+                    refresh_sealed,
+                    next_generation()
+                ],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
     /// Replaces the tokens after a refresh, only if the grant is still at `generation`. Returns
     /// the new row, or `None` if the grant was revoked or replaced meanwhile.
     #[allow(clippy::too_many_arguments)]

@@ -27,7 +27,7 @@ use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
 use crate::storage::{NewSession, Purpose, SessionTake, Store};
 
-pub use vault::{Revoked, UserToken, UserTokenVault, VaultError};
+pub use vault::{GrantInfo, Revoked, UserToken, UserTokenVault, VaultError};
 
 /// The sign-in session cookie (`__Host-`: Secure, Path=/, no Domain).
 pub const LOGIN_COOKIE: &str = "__Host-imsgate-login";

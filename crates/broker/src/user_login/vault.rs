@@ -52,6 +52,19 @@ pub enum VaultError {
     Seal(#[from] SealError),
 }
 
+/// A stored grant as operators see it.
+#[derive(Debug, Clone)]
+pub struct GrantInfo {
+    pub user_ref: String,
+    pub ims_user_id: String,
+    pub access_expires_ms: u64,
+    pub refresh_expires_ms: Option<u64>,
+    /// The key id the access token is sealed with.
+    pub kid: String,
+    /// Whether every column is sealed with the newest key.
+    pub current_key: bool,
+}
+
 /// What revoking found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revoked {
@@ -503,6 +516,78 @@ impl UserTokenVault {
             .store
             .delete_user_grant_at(self.name().to_owned(), user_ref.to_owned(), generation)
             .await?)
+    }
+
+    /// What is stored, for operators: one line per user, never a token.
+    pub async fn grants(&self) -> Result<Vec<GrantInfo>, VaultError> {
+        let rows = self.store.user_grants(self.name().to_owned()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GrantInfo {
+                kid: Sealer::kid_of(&r.access_sealed).unwrap_or("?").to_owned(),
+                current_key: Sealer::kid_of(&r.access_sealed) == Some(self.sealer.current_kid())
+                    && r.refresh_sealed
+                        .as_deref()
+                        .is_none_or(|s| Sealer::kid_of(s) == Some(self.sealer.current_kid())),
+                user_ref: r.user_ref,
+                ims_user_id: r.ims_user_id,
+                access_expires_ms: r.access_expires_ms,
+                refresh_expires_ms: r.refresh_expires_ms,
+            })
+            .collect())
+    }
+
+    /// Re-seals every grant not sealed with the newest key, so older keys can be retired. Each
+    /// user's lock is held while their row is rewritten, and the write is conditional on the
+    /// generation, so a refresh running meanwhile is never undone. Returns how many were
+    /// re-sealed; a grant that cannot be opened is reported and left as it is.
+    pub async fn reseal_all(&self) -> Result<(usize, Vec<String>), VaultError> {
+        let mut done = 0;
+        let mut problems = Vec::new();
+        for info in self.grants().await? {
+            if info.current_key {
+                continue;
+            }
+            let slot = self.slot(&info.user_ref);
+            let mut s = slot.lock().await;
+            let row = self
+                .store
+                .user_grant(self.name().to_owned(), info.user_ref.clone())
+                .await?;
+            let Some(row) = row else { continue };
+            let loaded = match self.open_row(&row) {
+                Ok(l) => l,
+                Err(e) => {
+                    problems.push(format!("user {}: {e}", info.user_ref));
+                    continue;
+                }
+            };
+            let ctx = |c| context(self.name(), &info.user_ref, c);
+            let access = self.sealer.seal(&ctx("access"), &loaded.access.secret)?;
+            let refresh = match &loaded.refresh {
+                Some(r) => Some(self.sealer.seal(&ctx("refresh"), r)?),
+                None => None,
+            };
+            if self
+                .store
+                .reseal_user_grant(
+                    self.name().to_owned(),
+                    info.user_ref.clone(),
+                    row.generation,
+                    access,
+                    refresh,
+                )
+                .await?
+            {
+                done += 1;
+            }
+            // The in-memory copy's generation is stale now; read the row again next time.
+            s.grant = None;
+            drop(s);
+            drop(slot);
+            self.release(&info.user_ref);
+        }
+        Ok((done, problems))
     }
 
     /// Deletes the user's grant and revokes its tokens at IMS: the refresh token first (which

@@ -168,10 +168,16 @@ impl UserHarness {
         }
     }
 
-    /// Stops serving and starts a new broker on the same config, database and port.
+    /// Stops serving and starts a new broker on the same config, database and port. The HTTP
+    /// client is replaced too: a kept-alive connection would still reach the old broker, whose
+    /// connection tasks outlive its accept loop.
     pub async fn restart(&mut self) {
         self.server.abort();
         let _ = (&mut self.server).await;
+        self.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let addr = self.url.trim_start_matches("http://").to_owned();
         let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
         let config = Config::parse(&self.config_text, self.dir.path()).unwrap();
