@@ -173,14 +173,21 @@ impl Broker {
         if let Some(ct) = &client_token {
             spawn_eviction(Arc::downgrade(ct));
         }
-        let consent = match (&config.consent, &store, internal_key.clone()) {
-            (Some(cc), Some(store), Some(internal_key)) => {
-                let cred = &config.credentials[&cc.credential];
-                let jwks = crate::jwks::JwksCache::new(
+        // One JWKS cache for both browser flows: the same IMS keys, fetched once.
+        let jwks = if config.consent.is_some() || config.user_login.is_some() {
+            Some(Arc::new(
+                crate::jwks::JwksCache::new(
                     config.ims.endpoints.jwks.clone(),
                     config.ims.request_timeout,
                 )
-                .map_err(|e| vec![e])?;
+                .map_err(|e| vec![e])?,
+            ))
+        } else {
+            None
+        };
+        let consent = match (&config.consent, &store, internal_key.clone(), jwks.clone()) {
+            (Some(cc), Some(store), Some(internal_key), Some(jwks)) => {
+                let cred = &config.credentials[&cc.credential];
                 // Sent explicitly whenever a pattern allows it; left out only when the callback is
                 // the default redirect URI and no pattern matches it, since IMS checks an explicit
                 // `redirect_uri` against the patterns alone.
@@ -210,14 +217,9 @@ impl Broker {
             }
             _ => None,
         };
-        let user_login = match (&config.user_login, &store, internal_key, sealer) {
-            (Some(ul), Some(store), Some(internal_key), Some(sealer)) => {
+        let user_login = match (&config.user_login, &store, internal_key, sealer, jwks) {
+            (Some(ul), Some(store), Some(internal_key), Some(sealer), Some(jwks)) => {
                 let credential = credentials[&ul.credential].clone();
-                let jwks = crate::jwks::JwksCache::new(
-                    config.ims.endpoints.jwks.clone(),
-                    config.ims.request_timeout,
-                )
-                .map_err(|e| vec![e])?;
                 let vault = Arc::new(crate::user_login::UserTokenVault::new(
                     credential.clone(),
                     fetcher.clone(),

@@ -35,7 +35,7 @@ pub struct ConsentService {
     pub client_id: String,
     pub scopes: ScopeSet,
     pub store: Store,
-    pub jwks: JwksCache,
+    pub jwks: Arc<JwksCache>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     /// The `redirect_uri` parameter: the callback URL when a redirect pattern matches it; `None`
@@ -120,6 +120,20 @@ pub(crate) async fn issue_ticket(store: &Store, t: Ticket<'_>) -> Result<(Url, u
     let path = format!("{}/{}/{ticket}", url.path().trim_end_matches('/'), t.path);
     url.set_path(&path);
     Ok((url, expires_at_ms))
+}
+
+/// Consumes the session a callback's cookie names. An absent or malformed id is `Missing`, as
+/// is an unknown or used one, or one of the other flow.
+pub(crate) async fn take_callback_session(
+    store: &Store,
+    purpose: Purpose,
+    session_id: Option<&str>,
+    now_ms: u64,
+) -> Result<SessionTake, StorageError> {
+    match session_id.filter(|s| ids::is_random_id(s)) {
+        Some(id) => store.take_session(purpose, hash_id(id), now_ms).await,
+        None => Ok(SessionTake::Missing),
+    }
 }
 
 /// Where the callback sends the browser.
@@ -214,25 +228,18 @@ impl ConsentService {
         session_id: Option<&str>,
         query: &str,
     ) -> Result<CallbackRedirect, FlowError> {
-        let Some(session_id) = session_id.filter(|s| ids::is_random_id(s)) else {
-            self.metrics.consent_callback("rejected", "no_session");
-            return Err(FlowError::NoSession);
-        };
         let now = self.now_ms();
-        let session = match self
-            .store
-            .take_session(Purpose::Consent, hash_id(session_id), now)
-            .await?
-        {
-            SessionTake::Fresh(s) => s,
-            SessionTake::Expired(s) => {
-                return Ok(self.finish(&s.return_to, "error", "session_expired"));
-            }
-            SessionTake::Missing => {
-                self.metrics.consent_callback("rejected", "no_session");
-                return Err(FlowError::NoSession);
-            }
-        };
+        let session =
+            match take_callback_session(&self.store, Purpose::Consent, session_id, now).await? {
+                SessionTake::Fresh(s) => s,
+                SessionTake::Expired(s) => {
+                    return Ok(self.finish(&s.return_to, "error", "session_expired"));
+                }
+                SessionTake::Missing => {
+                    self.metrics.consent_callback("rejected", "no_session");
+                    return Err(FlowError::NoSession);
+                }
+            };
         let parsed = match consent::parse_callback(query) {
             Ok(p) => p,
             Err(e) => return Ok(self.finish(&session.return_to, "error", e.code())),

@@ -52,10 +52,7 @@ pub async fn start(
         .start(&req.user, &req.return_to)
         .await
         .map_err(|e| match e {
-            crate::consent::FlowError::BadAccountId => ApiError::bad_request(
-                "invalid_user",
-                "user must be 1 to 128 characters from A-Z a-z 0-9 and . _ - @ : +",
-            ),
+            crate::consent::FlowError::BadAccountId => invalid_user(),
             other => flow_error(other),
         })?;
     let body = json!({
@@ -123,14 +120,18 @@ pub async fn callback(
     resp
 }
 
+fn invalid_user() -> ApiError {
+    ApiError::bad_request(
+        "invalid_user",
+        "user must be 1 to 128 characters from A-Z a-z 0-9 and . _ - @ : +",
+    )
+}
+
 fn check_user(user: &str) -> Result<(), ApiError> {
     if is_account_id(user) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "invalid_user",
-            "user must be 1 to 128 characters from A-Z a-z 0-9 and . _ - @ : +",
-        ))
+        Err(invalid_user())
     }
 }
 

@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::UserLoginConfig;
-use crate::consent::{FlowError, Ticket, hash_id, issue_ticket, random_id};
+use crate::consent::{FlowError, Ticket, hash_id, issue_ticket, random_id, take_callback_session};
 use crate::credentials::{Credential, ImsFetcher};
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -39,7 +39,7 @@ pub struct UserLoginService {
     pub credential: Arc<Credential>,
     pub scopes: ScopeSet,
     pub store: Store,
-    pub jwks: JwksCache,
+    pub jwks: Arc<JwksCache>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub fetcher: Arc<ImsFetcher>,
@@ -178,25 +178,18 @@ impl UserLoginService {
         session_id: Option<&str>,
         query: &str,
     ) -> Result<LoginRedirect, FlowError> {
-        let Some(session_id) = session_id.filter(|s| crate::consent::is_random_id(s)) else {
-            self.metrics.user_login_callback("rejected", "no_session");
-            return Err(FlowError::NoSession);
-        };
         let now = self.now_ms();
-        let session = match self
-            .store
-            .take_session(Purpose::UserLogin, hash_id(session_id), now)
-            .await?
-        {
-            SessionTake::Fresh(s) => s,
-            SessionTake::Expired(s) => {
-                return Ok(self.finish(&s.return_to, "error", "session_expired"));
-            }
-            SessionTake::Missing => {
-                self.metrics.user_login_callback("rejected", "no_session");
-                return Err(FlowError::NoSession);
-            }
-        };
+        let session =
+            match take_callback_session(&self.store, Purpose::UserLogin, session_id, now).await? {
+                SessionTake::Fresh(s) => s,
+                SessionTake::Expired(s) => {
+                    return Ok(self.finish(&s.return_to, "error", "session_expired"));
+                }
+                SessionTake::Missing => {
+                    self.metrics.user_login_callback("rejected", "no_session");
+                    return Err(FlowError::NoSession);
+                }
+            };
         let redirect = match parse_redirect(query) {
             Ok(r) => r,
             Err(e) => return Ok(self.finish(&session.return_to, "error", e.code())),
