@@ -73,6 +73,10 @@ pub struct Metrics {
     pub certificate_expiry: Family<CredentialLabels, Gauge>,
     pub user_login_callbacks: Family<ConsentLabels, Counter>,
     pub user_token_refreshes: Family<ResultLabels, Counter>,
+    /// Open HTTP connections.
+    pub connections: Gauge,
+    /// Connections the server closed itself, by reason.
+    pub connections_closed: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,8 +163,22 @@ impl Metrics {
             "User token refreshes with a refresh token, by result",
             user_token_refreshes.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "Open HTTP connections",
+            connections.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "Connections closed by the server: header_timeout, idle_timeout, or evicted to make room at the cap",
+            connections_closed.clone(),
+        );
         Self {
             registry,
+            connections,
+            connections_closed,
             user_login_callbacks,
             user_token_refreshes,
             certificate_expiry,

@@ -50,6 +50,7 @@ pub struct AppState {
     pub user_login: Option<Arc<crate::http::user_login::UserLoginState>>,
     pub store: Option<crate::storage::Store>,
     pub max_body_bytes: usize,
+    pub body_timeout: Duration,
 }
 
 /// A built broker, ready to serve.
@@ -263,6 +264,7 @@ impl Broker {
                 user_login,
                 store,
                 max_body_bytes: config.server.max_body_bytes,
+                body_timeout: config.server.body_timeout,
             }),
             config: Arc::new(config),
         })
@@ -309,9 +311,14 @@ impl Broker {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        crate::http::server::serve(
+            listener,
+            self.router(),
+            crate::http::server::ConnLimits::from_config(&self.config.server),
+            self.state.metrics.clone(),
+            shutdown,
+        )
+        .await
     }
 }
 

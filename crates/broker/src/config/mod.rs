@@ -46,6 +46,16 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Requests larger than this are refused before any work is done.
     pub max_body_bytes: usize,
+    /// Open connections at most; at the cap the longest-idle one is closed to make room.
+    pub max_connections: usize,
+    /// Time allowed to send a request's headers (from connect, or from the previous response).
+    pub header_timeout: Duration,
+    /// Time allowed to send a request's body.
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +200,11 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    keepalive_timeout_ms: Option<u64>,
+    max_header_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -385,6 +400,90 @@ fn parse_secret(p: &mut Problems, at: &str, s: &str, base: &Path) -> Option<Secr
     }
 }
 
+/// `[server]` limits: each has a default and a range that keeps the service usable.
+fn validate_server(p: &mut Problems, raw: &RawServer, listen: SocketAddr) -> ServerConfig {
+    fn ranged<T: PartialOrd + Copy + std::fmt::Display>(
+        p: &mut Problems,
+        key: &str,
+        value: Option<T>,
+        default: T,
+        min: T,
+        max: T,
+        unit: &str,
+    ) -> T {
+        match value {
+            None => default,
+            Some(v) if v < min || v > max => {
+                p.push(
+                    key,
+                    format!("{v} is out of range; use {min} to {max}{unit} (default {default})"),
+                );
+                default
+            }
+            Some(v) => v,
+        }
+    }
+    let ms = Duration::from_millis;
+    ServerConfig {
+        listen,
+        max_body_bytes: ranged(
+            p,
+            "server.max_body_bytes",
+            raw.max_body_bytes,
+            64 * 1024,
+            1024,
+            16 * 1024 * 1024,
+            " bytes",
+        ),
+        max_connections: ranged(
+            p,
+            "server.max_connections",
+            raw.max_connections,
+            10_000,
+            1,
+            1_000_000,
+            "",
+        ),
+        header_timeout: ms(ranged(
+            p,
+            "server.header_timeout_ms",
+            raw.header_timeout_ms,
+            10_000,
+            100,
+            300_000,
+            " ms",
+        )),
+        body_timeout: ms(ranged(
+            p,
+            "server.body_timeout_ms",
+            raw.body_timeout_ms,
+            10_000,
+            100,
+            300_000,
+            " ms",
+        )),
+        keepalive_timeout: ms(ranged(
+            p,
+            "server.keepalive_timeout_ms",
+            raw.keepalive_timeout_ms,
+            30_000,
+            100,
+            3_600_000,
+            " ms",
+        )),
+        // hyper's read buffer cannot be smaller than 8 KiB.
+        max_header_bytes: ranged(
+            p,
+            "server.max_header_bytes",
+            raw.max_header_bytes,
+            16 * 1024,
+            8 * 1024,
+            1024 * 1024,
+            " bytes",
+        ),
+    }
+}
+
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let mut p = Problems(Vec::new());
 
@@ -396,10 +495,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
-    let server = ServerConfig {
-        listen,
-        max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),
-    };
+    let server = validate_server(&mut p, &raw.server, listen);
 
     let ims_base = raw.ims.base_url.clone();
     let ims = validate_ims(&mut p, raw.ims);

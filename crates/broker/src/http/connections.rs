@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use super::consent::{flow_error, json_response};
 use super::error::ApiError;
 use super::internal_auth::require_bearer;
+use super::request::path_param;
 use crate::cache::TokenKey;
 use crate::clock::unix_ms;
 use crate::consent::{FlowError, is_account_id, is_org_id};
@@ -42,9 +44,10 @@ fn account(id: &str) -> Result<(), ApiError> {
 pub async fn get(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
-    Path(account_id): Path<String>,
+    account_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
+    let account_id = path_param(account_id)?;
     account(&account_id)?;
     let link = st
         .service
@@ -90,9 +93,10 @@ pub async fn list(
 pub async fn delete(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
-    Path(account_id): Path<String>,
+    account_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
+    let account_id = path_param(account_id)?;
     account(&account_id)?;
     let now = unix_ms(st.service.clock.now());
     match st.service.store.unlink(account_id, now).await {
@@ -114,9 +118,10 @@ pub async fn delete(
 pub async fn org_token(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
-    Path(org_id): Path<String>,
+    org_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
+    let org_id = path_param(org_id)?;
     if !is_org_id(&org_id) {
         return Err(ApiError::bad_request(
             "invalid_org_id",

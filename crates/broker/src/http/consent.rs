@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::internal_auth::require_bearer;
+use super::request::{path_param, read_json};
 use crate::consent::{FlowError, SESSION_COOKIE};
 use crate::service::ConsentState;
 
@@ -27,18 +28,10 @@ struct StartRequest {
 pub async fn start(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
-    let req: StartRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_request",
-            format!(
-                "the body must be JSON {{\"account_id\": ..., \"return_to\": ...}} ({})",
-                json_problem(&e)
-            ),
-        )
-    })?;
+    let req: StartRequest = read_json(req, "{\"account_id\": ..., \"return_to\": ...}").await?;
     let started = st
         .service
         .start(&req.account_id, &req.return_to)
@@ -56,8 +49,9 @@ pub async fn start(
 /// the browser to the consent page.
 pub async fn open(
     State(st): State<Arc<ConsentState>>,
-    Path(ticket): Path<String>,
+    ticket: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let ticket = path_param(ticket)?;
     let opened = st.service.open(&ticket).await.map_err(flow_error)?;
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
@@ -158,14 +152,6 @@ pub(super) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
 }
 
 /// serde's message without the echoed input.
-pub(super) fn json_problem(e: &serde_json::Error) -> &'static str {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => "malformed JSON",
-        Category::Data => "missing, unknown or mistyped fields",
-    }
-}
-
 pub(super) fn flow_error(e: FlowError) -> ApiError {
     match e {
         FlowError::BadAccountId => ApiError::bad_request("invalid_account_id", e.to_string()),

@@ -5,10 +5,13 @@ pub mod admin_page;
 pub mod client_token;
 pub mod connections;
 pub mod consent;
+pub mod edge;
 pub mod error;
 pub mod internal_auth;
 pub mod metrics_layer;
 pub mod ops;
+pub mod request;
+pub mod server;
 pub mod user_login;
 
 use std::sync::Arc;
@@ -96,8 +99,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     router
         .fallback(not_found)
-        .layer(metrics_layer::MetricsLayer(state.metrics.clone()))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(edge::EdgeLayer {
+            max_body_bytes: state.max_body_bytes as u64,
+            body_timeout: state.body_timeout,
+        })
+        .layer(metrics_layer::MetricsLayer(state.metrics.clone()))
 }
 
 async fn not_found() -> ApiError {

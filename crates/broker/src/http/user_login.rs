@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::consent::{flow_error, json_problem, json_response, named_cookie, redirect};
+use super::consent::{flow_error, json_response, named_cookie, redirect};
 use super::error::ApiError;
 use super::internal_auth::require_bearer;
+use super::request::{path_param, read_json};
 use crate::consent::is_account_id;
 use crate::user_login::{LOGIN_COOKIE, UserLoginService, VaultError};
 
@@ -35,18 +36,10 @@ struct StartRequest {
 pub async fn start(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
-    let req: StartRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_request",
-            format!(
-                "the body must be JSON {{\"user\": ..., \"return_to\": ...}} ({})",
-                json_problem(&e)
-            ),
-        )
-    })?;
+    let req: StartRequest = read_json(req, "{\"user\": ..., \"return_to\": ...}").await?;
     let started = st
         .service
         .start(&req.user, &req.return_to)
@@ -67,8 +60,9 @@ pub async fn start(
 /// browser to IMS's sign-in page.
 pub async fn open(
     State(st): State<Arc<UserLoginState>>,
-    Path(ticket): Path<String>,
+    ticket: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let ticket = path_param(ticket)?;
     let opened = st.service.open(&ticket).await.map_err(|e| match e {
         crate::consent::FlowError::TicketUnusable => ApiError::new(
             StatusCode::GONE,
@@ -160,9 +154,10 @@ fn vault_error(e: VaultError) -> ApiError {
 pub async fn token(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,
-    Path(user): Path<String>,
+    user: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
+    let user = path_param(user)?;
     check_user(&user)?;
     let t = st.service.vault.token(&user).await.map_err(vault_error)?;
     let now = crate::clock::unix_ms(st.service.clock.now());
@@ -182,9 +177,10 @@ pub async fn token(
 pub async fn revoke(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,
-    Path(user): Path<String>,
+    user: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
+    let user = path_param(user)?;
     check_user(&user)?;
     match st.service.vault.revoke(&user).await.map_err(vault_error)? {
         Some(r) => Ok(json_response(

@@ -29,6 +29,8 @@ pub struct ConsentOptions {
     pub session_ttl_seconds: u64,
     /// Extra `[consent]` lines.
     pub extra_consent: String,
+    /// Extra `[server]` lines.
+    pub extra_server: String,
 }
 
 impl Default for ConsentOptions {
@@ -37,6 +39,7 @@ impl Default for ConsentOptions {
             org_token_lifetime_secs: 3599,
             session_ttl_seconds: 900,
             extra_consent: String::new(),
+            extra_server: String::new(),
         }
     }
 }
@@ -61,6 +64,7 @@ pub fn config_text(broker_url: &str, emulator_url: &str, o: &ConsentOptions) -> 
         r#"
 [server]
 listen = "127.0.0.1:0"
+{extra_server}
 
 [ims]
 base_url = "{emulator_url}"
@@ -96,6 +100,7 @@ backoff_max_ms = 1000
         session_ttl = o.session_ttl_seconds,
         pattern = callback_pattern(broker_url).replace('\\', "\\\\"),
         extra = o.extra_consent,
+        extra_server = o.extra_server,
     )
 }
 

@@ -35,6 +35,8 @@ pub struct Options {
     pub caller_jwks_url: Option<(String, &'static str)>,
     /// Secret the broker is configured with (may differ from the emulator's to provoke errors).
     pub broker_secret: String,
+    /// Extra `[server]` lines.
+    pub extra_server: String,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             caller_jwks: false,
             caller_jwks_url: None,
             broker_secret: CLIENT_SECRET.to_owned(),
+            extra_server: String::new(),
         }
     }
 }
@@ -102,6 +105,7 @@ pub fn config_text(emulator_url: &str, o: &Options) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
+{extra_server}
 
 [ims]
 base_url = "{emulator_url}"
@@ -139,6 +143,7 @@ backoff_max_ms = {bm}
         gpm = o.global_per_minute,
         bi = o.backoff_initial_ms,
         bm = o.backoff_max_ms,
+        extra_server = o.extra_server,
     )
 }
 
