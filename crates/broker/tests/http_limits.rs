@@ -337,3 +337,54 @@ async fn every_refusal_is_json() {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+/// The answers docs/http-api.md lists as written by the HTTP layer itself, before imsgate sees
+/// the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_of_the_http_layer_are_as_documented() {
+    let h = Harness::start(Options::default()).await;
+    let huge = "a".repeat(20 * 1024);
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    // (name, raw request, status). With both framings the body is read as chunked (RFC 9112
+    // §6.3) and the connection closed after the answer, so nothing can be smuggled behind it.
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("garbage request line", "NOT HTTP\r\n\r\n".into(), 400),
+        (
+            "invalid header name",
+            "GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "non-numeric Content-Length",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "two different Content-Lengths",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                .into(),
+            400,
+        ),
+        (
+            "both Content-Length and Transfer-Encoding",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+            405,
+        ),
+        ("HTTP/2.0 request line", "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n".into(), 400),
+        (
+            "a head above max_header_bytes",
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n"),
+            431,
+        ),
+        (
+            "more than 100 headers",
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
+            431,
+        ),
+    ];
+    for (name, req, status) in &cases {
+        let (resp, closed) = raw(&h.url, req.as_bytes(), Duration::from_secs(2)).await;
+        assert_eq!(status_of(&resp), *status, "{name}: {resp}");
+        assert!(closed, "{name}: connection left open");
+    }
+}

@@ -64,22 +64,19 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.config.max_body_bytes) {
-            let mut resp = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_too_large",
-                format!(
-                    "the request body may be at most {} bytes",
-                    self.config.max_body_bytes
-                ),
-            )
-            .into_response();
-            // The body is never read, so the connection cannot carry another request.
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return EdgeFuture::Ready { resp: Some(resp) };
+            return EdgeFuture::Ready {
+                resp: Some(closing(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    format!(
+                        "the request body may be at most {} bytes",
+                        self.config.max_body_bytes
+                    ),
+                ))),
+            };
         }
-        let has_body = declared.is_some_and(|n| n > 0)
-            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let has_body = declared.is_some_and(|n| n > 0) || chunked;
         let req = if has_body {
             let timeout = self.config.body_timeout;
             req.map(|b| Body::new(DeadlineBody::new(b, timeout)))
@@ -132,6 +129,14 @@ where
             }
         }
     }
+}
+
+/// The refusal, on a connection that cannot carry another request (its body is never read).
+fn closing(e: ApiError) -> Response {
+    let mut resp = e.into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// An error response that is neither JSON nor one of the browser flows' HTML pages.
