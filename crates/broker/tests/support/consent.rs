@@ -29,6 +29,7 @@ pub struct ConsentOptions {
     pub session_ttl_seconds: u64,
     /// Extra `[consent]` lines.
     pub extra_consent: String,
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ConsentOptions {
@@ -37,6 +38,7 @@ impl Default for ConsentOptions {
             org_token_lifetime_secs: 3599,
             session_ttl_seconds: 900,
             extra_consent: String::new(),
+            request_timeout_ms: 2000,
         }
     }
 }
@@ -64,7 +66,7 @@ listen = "127.0.0.1:0"
 
 [ims]
 base_url = "{emulator_url}"
-request_timeout_ms = 2000
+request_timeout_ms = {request_timeout}
 
 [credentials.partner]
 type = "enterprise_web_app"
@@ -96,6 +98,7 @@ backoff_max_ms = 1000
         session_ttl = o.session_ttl_seconds,
         pattern = callback_pattern(broker_url).replace('\\', "\\\\"),
         extra = o.extra_consent,
+        request_timeout = o.request_timeout_ms,
     )
 }
 
