@@ -334,7 +334,7 @@ async fn a_slow_ims_gets_client_token_callers_a_quick_503_then_the_new_token() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(refused > 0, "the old token lapsed while IMS was slow");
-    println!(
+    eprintln!(
         "{refused} callers refused; new token {:?} after IMS became slow",
         slow_since.elapsed()
     );
@@ -468,7 +468,7 @@ async fn after_an_outage_callers_are_served_within_seconds_of_recovery() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let took = recovered.elapsed();
-    println!(
+    eprintln!(
         "first caller served {took:?} after IMS recovered; {during} IMS requests in {:?} of outage",
         recovered - outage
     );

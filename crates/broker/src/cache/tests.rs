@@ -192,7 +192,7 @@ async fn after_a_long_outage_callers_are_served_within_seconds_of_recovery() {
         sleep_secs(0.1).await;
     }
     let took = recovered.elapsed();
-    println!("first caller served {took:?} after IMS recovered");
+    eprintln!("first caller served {took:?} after IMS recovered");
     assert!(
         took <= Duration::from_millis(4_200),
         "callers refused for {took:?} after IMS recovered"

@@ -381,8 +381,10 @@ fn user_login_problems_table() {
 #[test]
 fn refresh_table() {
     let ms = Duration::from_millis;
-    // (extra [ims] lines, [refresh] lines, Ok(caller_wait, backoff cap without a token) or an error fragment)
-    let cases: &[(&str, &str, Result<(Duration, Duration), &str>)] = &[
+    /// Ok(caller wait, backoff cap without a token), or a fragment of the error.
+    type Want = Result<(Duration, Duration), &'static str>;
+    // (extra [ims] lines, [refresh] lines, what comes out)
+    let cases: &[(&str, &str, Want)] = &[
         ("", "", Ok((ms(2000), ms(4000)))),
         ("request_timeout_ms = 400", "", Ok((ms(400), ms(4000)))),
         (
