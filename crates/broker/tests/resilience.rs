@@ -294,6 +294,18 @@ async fn a_slow_ims_gets_client_token_callers_a_quick_503_then_the_new_token() {
     // Poll until the new token arrives. Before that, every answer is the old token or a 503 with
     // Retry-After, and none takes longer than the caller wait.
     let mut refused = 0;
+    // `imsgate token` (`Broker::token`), started just after the old token lapses, waits for that
+    // same request instead of giving up after the caller wait.
+    let lapse_ms = first["tokenExpiryTimestampMs"].as_u64().unwrap() - 350;
+    let script = {
+        let broker = h.broker.clone();
+        tokio::spawn(async move {
+            let delay = (lapse_ms + 100).saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let started = Instant::now();
+            (broker.token("entitlement").await, started.elapsed())
+        })
+    };
     let new = loop {
         assert!(
             slow_since.elapsed() < SLOW + Duration::from_secs(9),
@@ -341,6 +353,15 @@ async fn a_slow_ims_gets_client_token_callers_a_quick_503_then_the_new_token() {
     assert!(
         h.emulator_accepts(new["clientAccessToken"].as_str().unwrap())
             .await
+    );
+    let (script, waited) = script.await.unwrap();
+    assert_eq!(
+        script.expect("a token").token.secret.expose(),
+        new["clientAccessToken"]
+    );
+    assert!(
+        waited > Duration::from_secs(2),
+        "the script waited {waited:?}"
     );
 }
 
