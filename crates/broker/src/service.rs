@@ -275,6 +275,9 @@ impl Broker {
     }
 
     /// A token for a configured credential with its configured scopes, from the shared cache.
+    /// Waits for IMS until the request ends (at most the IMS request timeout) rather than the
+    /// caller wait of the HTTP API: this serves `imsgate token` and scripts, which would only
+    /// retry.
     pub async fn token(
         &self,
         credential: &str,
@@ -300,7 +303,7 @@ impl Broker {
         };
         self.state
             .cache
-            .get(key)
+            .get_waiting(key)
             .await
             .map_err(TokenError::Unavailable)
     }

@@ -258,3 +258,245 @@ async fn outage_of_dropped_connections() {
     )
     .await;
 }
+
+/// The longest a caller may take to be answered while IMS is slow: the default 2 s caller wait
+/// plus generous slack for a loaded machine. Not a benchmark; a bound.
+const CALLER_BOUND: Duration = Duration::from_millis(3500);
+
+/// IMS's answer time in the slow-IMS tests: far beyond the caller wait, within the IMS timeout.
+const SLOW: Duration = Duration::from_secs(5);
+
+fn retry_after_header(r: &reqwest::Response) -> Option<u64> {
+    r.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_ims_gets_client_token_callers_a_quick_503_then_the_new_token() {
+    // A 7 s token refreshes at about 5.5 s and stops being served at 6.65 s; IMS then takes 5 s.
+    // (The broker counts a token's life from when it sent the request, so the lifetime must
+    // outlast the latency for the new token to be servable.)
+    let h = Harness::start(Options {
+        lifetime_secs: 7,
+        request_timeout_ms: 8000,
+        ..Options::default()
+    })
+    .await;
+    h.wait_ready().await;
+    let token = caller("slow");
+    let first: Value = h.client_token(&token).await.json().await.unwrap();
+    h.emulator.set_fault(Endpoint::Token, Fault::latency(SLOW));
+    h.emulator.reset_counts();
+    let slow_since = Instant::now();
+
+    // Poll until the new token arrives. Before that, every answer is the old token or a 503 with
+    // Retry-After, and none takes longer than the caller wait.
+    let mut refused = 0;
+    // `imsgate token` (`Broker::token`), started just after the old token lapses, waits for that
+    // same request instead of giving up after the caller wait.
+    let lapse_ms = first["tokenExpiryTimestampMs"].as_u64().unwrap() - 350;
+    let script = {
+        let broker = h.broker.clone();
+        tokio::spawn(async move {
+            let delay = (lapse_ms + 100).saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let started = Instant::now();
+            (broker.token("entitlement").await, started.elapsed())
+        })
+    };
+    let new = loop {
+        assert!(
+            slow_since.elapsed() < SLOW + Duration::from_secs(9),
+            "the new token never arrived"
+        );
+        let started = Instant::now();
+        let r = h.client_token(&token).await;
+        let waited = started.elapsed();
+        let status = r.status().as_u16();
+        let retry_after = retry_after_header(&r);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            waited < CALLER_BOUND,
+            "a caller waited {waited:?} for IMS ({status} {})",
+            body["error"]
+        );
+        if status == 200 && body["clientAccessToken"] != first["clientAccessToken"] {
+            // Checked now: the new token's own refresh is due soon after.
+            assert_eq!(
+                h.emulator.count(Endpoint::Token),
+                1,
+                "one IMS request in all"
+            );
+            break body;
+        }
+        if status == 503 {
+            refused += 1;
+            assert_eq!(body["error"], "temporarily_unavailable");
+            assert!(
+                retry_after.is_some_and(|s| s >= 1),
+                "503 without Retry-After"
+            );
+            // Whatever the number of callers, the one refresh is the only IMS request.
+            assert_eq!(h.emulator.count(Endpoint::Token), 1);
+        } else {
+            assert_eq!(status, 200, "{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(refused > 0, "the old token lapsed while IMS was slow");
+    eprintln!(
+        "{refused} callers refused; new token {:?} after IMS became slow",
+        slow_since.elapsed()
+    );
+    assert!(
+        h.emulator_accepts(new["clientAccessToken"].as_str().unwrap())
+            .await
+    );
+    let (script, waited) = script.await.unwrap();
+    assert_eq!(
+        script.expect("a token").token.secret.expose(),
+        new["clientAccessToken"]
+    );
+    assert!(
+        waited > Duration::from_secs(2),
+        "the script waited {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_ims_gets_org_token_callers_a_quick_503_then_the_token() {
+    use support::consent::{ConsentHarness, ConsentOptions, ORG_A};
+    let h = ConsentHarness::start(ConsentOptions {
+        request_timeout_ms: 8000,
+        ..ConsentOptions::default()
+    })
+    .await;
+    h.consent("acct-1", ORG_A, "allow").await;
+    h.emulator.set_fault(Endpoint::Token, Fault::latency(SLOW));
+    h.emulator.reset_counts();
+    let slow_since = Instant::now();
+
+    // The first callers for the org start one fetch and are told to come back.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let http = h.http.clone();
+            let url = format!("{}/api/orgs/{ORG_A}/token", h.url);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let r = http
+                    .post(url)
+                    .bearer_auth(support::consent::INTERNAL_KEY)
+                    .send()
+                    .await
+                    .unwrap();
+                let retry_after = retry_after_header(&r);
+                (r.status().as_u16(), retry_after, started.elapsed())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, retry_after, waited) = t.await.unwrap();
+        assert!(
+            waited < CALLER_BOUND,
+            "a caller waited {waited:?} ({status})"
+        );
+        assert_eq!(status, 503);
+        assert!(
+            retry_after.is_some_and(|s| s >= 1),
+            "503 without Retry-After"
+        );
+    }
+    assert_eq!(h.emulator.count(Endpoint::Token), 1, "one IMS request");
+
+    // Callers coming back join that fetch and get its token once IMS answers.
+    let body: Value = loop {
+        assert!(
+            slow_since.elapsed() < SLOW + Duration::from_secs(6),
+            "the token never arrived"
+        );
+        let started = Instant::now();
+        let r = h.org_token(ORG_A).await;
+        let waited = started.elapsed();
+        assert!(waited < CALLER_BOUND, "a caller waited {waited:?}");
+        if r.status() == 200 {
+            break r.json().await.unwrap();
+        }
+        assert_eq!(r.status(), 503);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        h.emulator_accepts(body["access_token"].as_str().unwrap())
+            .await
+    );
+    assert_eq!(
+        h.emulator.count(Endpoint::Token),
+        1,
+        "one IMS request in all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_callers_are_served_within_seconds_of_recovery() {
+    // The default backoff cap (60 s), a shorter first step so the outage need not last minutes.
+    let h = Harness::start(Options {
+        lifetime_secs: 2,
+        backoff_initial_ms: 100,
+        backoff_max_ms: 60_000,
+        request_timeout_ms: 400,
+        ..Options::default()
+    })
+    .await;
+    h.wait_ready().await;
+    h.emulator.set_fault(
+        Endpoint::Token,
+        Fault::status(
+            503,
+            r#"{"error":"server_error","error_description":"Service Unavailable"}"#,
+        ),
+    );
+    h.emulator.reset_counts();
+    let token = caller("outage");
+    // Eight seconds: the token lapses at about 1.9 s, and the backoff without any change would
+    // have grown past 10 s by the end.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(8) {
+        let r = h.client_token(&token).await;
+        if outage.elapsed() > Duration::from_secs(2) {
+            assert_eq!(r.status(), 503, "no valid token during the outage");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // IMS recovers just after a failed attempt: the worst moment, a whole backoff step away.
+    let n = h.emulator.count(Endpoint::Token);
+    while h.emulator.count(Endpoint::Token) == n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    h.emulator.clear_faults();
+    let recovered = Instant::now();
+    let during = h.emulator.count(Endpoint::Token);
+    loop {
+        let r = h.client_token(&token).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            recovered.elapsed() < Duration::from_secs(20),
+            "no recovery 20 s after IMS returned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = recovered.elapsed();
+    eprintln!(
+        "first caller served {took:?} after IMS recovered; {during} IMS requests in {:?} of outage",
+        recovered - outage
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "callers refused for {took:?} after IMS recovered"
+    );
+    // Quick recovery without hammering: a request every 2 to 4 s once the token had lapsed.
+    assert!(during <= 15, "{during} IMS requests during the outage");
+}

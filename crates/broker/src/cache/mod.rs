@@ -1,7 +1,9 @@
 //! The token cache: single-flight fetches, refresh-ahead in the background, backoff on failure.
 //!
 //! Invariant: at most one upstream request per key is in flight, whatever the number of callers.
-//! Callers on a warm key read an `ArcSwap` and never wait on a lock or on IMS.
+//! Callers on a warm key read an `ArcSwap` and never wait on a lock or on IMS. Callers on a cold or
+//! lapsed key wait for the flight at most `caller_wait` ([`TokenCache::get`]); the flight itself
+//! runs in its own task and carries on when they give up, so the next caller joins it.
 
 pub mod schedule;
 #[cfg(test)]
@@ -139,8 +141,11 @@ pub struct TokenHandle {
 }
 
 impl TokenHandle {
+    /// The token, waiting for a fetch at most the configured caller wait.
     pub async fn get(&self) -> Result<Arc<CachedToken>, Unavailable> {
-        self.cache.get_entry(&self.entry).await
+        self.cache
+            .get_entry(&self.entry, Some(self.cache.shared.tuning.caller_wait))
+            .await
     }
 
     /// The token currently servable without waiting, if any.
@@ -220,9 +225,21 @@ impl TokenCache {
         entry.current.store(None);
     }
 
+    /// The token for `key`, for a request handler: a fetch is waited for at most the configured
+    /// caller wait, then the caller is told to come back (503 with `Retry-After`) while the fetch
+    /// carries on. A slow IMS must not hold every caller's connection for the whole IMS timeout.
     pub async fn get(&self, key: TokenKey) -> Result<Arc<CachedToken>, Unavailable> {
         let entry = self.entry(key);
-        self.get_entry(&entry).await
+        self.get_entry(&entry, Some(self.shared.tuning.caller_wait))
+            .await
+    }
+
+    /// Like [`TokenCache::get`], but waits for a fetch until it ends (it is bounded by the IMS
+    /// request timeout). For one-shot tools such as `imsgate token`, where nobody else is queued
+    /// behind the caller and a later retry would only start over.
+    pub async fn get_waiting(&self, key: TokenKey) -> Result<Arc<CachedToken>, Unavailable> {
+        let entry = self.entry(key);
+        self.get_entry(&entry, None).await
     }
 
     fn entry(&self, key: TokenKey) -> Arc<Entry> {
@@ -266,7 +283,11 @@ impl TokenCache {
         }
     }
 
-    async fn get_entry(&self, entry: &Arc<Entry>) -> Result<Arc<CachedToken>, Unavailable> {
+    async fn get_entry(
+        &self,
+        entry: &Arc<Entry>,
+        wait: Option<Duration>,
+    ) -> Result<Arc<CachedToken>, Unavailable> {
         let now = Instant::now();
         self.touch(entry, now);
         if let Some(t) = self.servable_at(entry, now) {
@@ -296,20 +317,40 @@ impl TokenCache {
                 }
             }
         };
-        loop {
-            if let Some(outcome) = rx.borrow_and_update().clone() {
-                return outcome;
+        let outcome = async {
+            loop {
+                if let Some(outcome) = rx.borrow_and_update().clone() {
+                    return outcome;
+                }
+                if rx.changed().await.is_err() {
+                    // The flight task was cancelled (the cache is shutting down).
+                    return Err(Unavailable {
+                        cause: ImsError::transport("token refresh was cancelled"),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
             }
-            if rx.changed().await.is_err() {
-                // The flight task was cancelled (the cache is shutting down).
-                return Err(Unavailable {
-                    cause: ImsError::transport("token refresh was cancelled"),
-                    retry_after: Duration::from_secs(1),
-                });
+        };
+        let Some(wait) = wait else {
+            return outcome.await;
+        };
+        match tokio::time::timeout(wait, outcome).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Dropping the receiver leaves the flight running; its result lands in the entry.
+                self.shared.metrics.cache_event("caller_timeout");
+                Err(Unavailable {
+                    cause: ImsError::transport("IMS has not answered yet; the request continues"),
+                    retry_after: CALLER_RETRY_AFTER,
+                })
             }
         }
     }
 }
+
+/// What a caller that gave up waiting is told: the flight may land any moment, and the next caller
+/// joins it rather than starting another.
+const CALLER_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Starts an upstream fetch for `entry`. Must be called with the entry's flight lock held and no
 /// flight in progress. The fetch runs in its own task so a caller giving up does not cancel it.
@@ -344,11 +385,26 @@ fn finish_flight(shared: &Shared, entry: &Entry, result: Result<AccessToken, Ims
         }
         Err(cause) => {
             flight.attempts = flight.attempts.saturating_add(1);
-            let wait = schedule::backoff(
+            let now = Instant::now();
+            // How long callers are still served without IMS: while that outlasts the backoff,
+            // nobody waits on the retry; once it does not, callers are refused until it succeeds.
+            let served_for = entry
+                .current
+                .load()
+                .as_ref()
+                .map(|t| t.serve_until.saturating_duration_since(now))
+                .unwrap_or_default();
+            let tuning = &shared.tuning;
+            let wait = schedule::retry_delay(
                 flight.attempts,
-                shared.tuning.backoff_initial,
-                shared.tuning.backoff_max,
+                schedule::RetryPolicy {
+                    initial: tuning.backoff_initial,
+                    max: tuning.backoff_max,
+                    max_without_token: tuning.backoff_max_without_token,
+                },
                 cause.retry_after,
+                served_for,
+                cause.kind.is_retryable(),
                 rand::random::<f64>(),
             );
             tracing::warn!(
@@ -359,7 +415,7 @@ fn finish_flight(shared: &Shared, entry: &Entry, result: Result<AccessToken, Ims
                 retry_in_ms = wait.as_millis() as u64,
                 "IMS token request failed"
             );
-            flight.failure = Some((cause.clone(), Instant::now() + wait));
+            flight.failure = Some((cause.clone(), now + wait));
             Err(Unavailable {
                 cause,
                 retry_after: wait,

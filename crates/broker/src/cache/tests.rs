@@ -18,6 +18,8 @@ struct Scripted {
     fail: Mutex<VecDeque<ImsError>>,
     fail_forever: Mutex<Option<ImsError>>,
     panic_next: std::sync::atomic::AtomicBool,
+    /// How long IMS takes to answer.
+    latency: Mutex<Duration>,
 }
 
 impl Scripted {
@@ -29,6 +31,7 @@ impl Scripted {
             fail: Mutex::default(),
             fail_forever: Mutex::default(),
             panic_next: std::sync::atomic::AtomicBool::new(false),
+            latency: Mutex::new(Duration::from_millis(50)),
         })
     }
 
@@ -45,7 +48,8 @@ impl Fetcher for Scripted {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             // IMS takes a moment, so concurrent callers really overlap with the request.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let latency = *self.latency.lock();
+            tokio::time::sleep(latency).await;
             assert!(
                 !self.panic_next.swap(false, Ordering::SeqCst),
                 "scripted fetcher panic"
@@ -79,10 +83,8 @@ fn cache(fetcher: &Arc<Scripted>) -> TokenCache {
     TokenCache::new(
         fetcher.clone(),
         Arc::new(fetcher.clock.clone()),
-        RefreshConfig {
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-        },
+        // Backoff from 1 s to 60 s (4 s without a token), callers wait at most 2 s.
+        RefreshConfig::default(),
         Arc::new(Metrics::new()),
     )
 }
@@ -150,18 +152,104 @@ async fn during_an_outage_the_old_token_is_served_until_the_safety_margin_then_5
     }
     assert_eq!(f.calls(), calls);
 
-    // Ten minutes of outage: exponential backoff capped at 60 s means few attempts.
+    // Ten minutes of outage with nothing to serve: one attempt every 2 to 4 s (the backoff cap
+    // without a token), so recovery is quick, and not more often, so IMS is not hammered.
+    let before = f.calls();
     sleep_secs(600.0).await;
-    let attempts = f.calls() - 1;
+    let attempts = f.calls() - before;
     assert!(
-        (8..=25).contains(&attempts),
-        "{attempts} attempts in ~12 minutes of failure"
+        (150..=310).contains(&attempts),
+        "{attempts} attempts in 10 minutes without a token"
     );
 
     // Recovery without a caller's help.
     *f.fail_forever.lock() = None;
-    sleep_secs(61.0).await;
+    sleep_secs(4.1).await;
     assert!(h.peek().is_some(), "recovered in the background");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_long_outage_callers_are_served_within_seconds_of_recovery() {
+    let f = Scripted::new(Duration::from_secs(300));
+    let c = cache(&f);
+    let h = c.pinned(key());
+    h.get().await.unwrap();
+    *f.fail_forever.lock() = Some(unavailable(None));
+    // Long enough for the token to lapse and the backoff to reach its cap.
+    sleep_secs(900.0).await;
+    assert!(h.get().await.is_err());
+    // IMS recovers just after a failed attempt: the worst moment, a whole backoff step away.
+    let n = f.calls();
+    while f.calls() == n {
+        sleep_secs(0.01).await;
+    }
+    sleep_secs(0.06).await;
+    assert!(h.get().await.is_err(), "the attempt failed");
+    *f.fail_forever.lock() = None;
+    let recovered = Instant::now();
+    // A caller polling every 100 ms.
+    while h.get().await.is_err() {
+        sleep_secs(0.1).await;
+    }
+    let took = recovered.elapsed();
+    eprintln!("first caller served {took:?} after IMS recovered");
+    assert!(
+        took <= Duration::from_millis(4_200),
+        "callers refused for {took:?} after IMS recovered"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_ims_bounds_the_callers_wait_and_the_fetch_carries_on() {
+    let f = Scripted::new(Duration::from_secs(300));
+    *f.latency.lock() = Duration::from_secs(8);
+    let c = cache(&f);
+    let started = Instant::now();
+    // A one-shot lookup (`imsgate token`) waits for the whole fetch instead.
+    let patient = {
+        let c = c.clone();
+        tokio::spawn(async move { (c.get_waiting(key()).await, Instant::now()) })
+    };
+    let err = c.get(key()).await.unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2),
+        "waited the bound"
+    );
+    assert_eq!(err.retry_after, Duration::from_secs(1));
+    assert_eq!(f.calls(), 1);
+
+    // Callers meanwhile join the one flight: they too give up after the bound, and IMS sees no
+    // second request.
+    sleep_secs(1.0).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                (c.get(key()).await.is_err(), t.elapsed())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (refused, waited) = t.await.unwrap();
+        assert!(refused);
+        assert_eq!(waited, Duration::from_secs(2));
+    }
+    assert_eq!(f.calls(), 1);
+
+    // A caller arriving shortly before the answer gets the token from that same flight.
+    sleep_secs(2.5).await;
+    let t = c
+        .get(key())
+        .await
+        .expect("the flight landed within the bound");
+    assert_eq!(t.token.secret.expose(), "token-1");
+    assert!(started.elapsed() < Duration::from_secs(9));
+    assert_eq!(f.calls(), 1);
+    let (patient, done) = patient.await.unwrap();
+    assert_eq!(patient.unwrap().token.secret.expose(), "token-1");
+    assert_eq!(done - started, Duration::from_secs(8));
 }
 
 #[tokio::test(start_paused = true)]

@@ -160,11 +160,22 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// Tuning for refresh-ahead and retry. The defaults suit IMS; tests shrink them.
+/// Tuning for refresh-ahead, retry and caller waits. The defaults suit IMS; tests shrink them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RefreshConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// The backoff cap while a key has no token to serve, so callers are refused: short, so a
+    /// recovering IMS is noticed within seconds.
+    pub backoff_max_without_token: Duration,
+    /// The longest an API caller waits for an IMS request in flight before it is answered 503
+    /// with `Retry-After`; the request carries on in the background.
+    pub caller_wait: Duration,
+}
+
+impl RefreshConfig {
+    /// The default caller wait; shortened to the IMS request timeout when that is shorter.
+    pub const DEFAULT_CALLER_WAIT: Duration = Duration::from_secs(2);
 }
 
 impl Default for RefreshConfig {
@@ -172,6 +183,8 @@ impl Default for RefreshConfig {
         Self {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            backoff_max_without_token: Duration::from_secs(4),
+            caller_wait: Self::DEFAULT_CALLER_WAIT,
         }
     }
 }
@@ -280,6 +293,8 @@ struct RawRateLimit {
 struct RawRefresh {
     backoff_initial_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
+    backoff_max_without_token_ms: Option<u64>,
+    caller_wait_ms: Option<u64>,
 }
 
 /// Every problem found in a config file, each naming where it is.
@@ -583,24 +598,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         keystore::attach(&mut p, keystore_location.as_ref(), refs.into_iter());
     }
 
-    let refresh = RefreshConfig {
-        backoff_initial: raw
-            .refresh
-            .backoff_initial_ms
-            .map(Duration::from_millis)
-            .unwrap_or(RefreshConfig::default().backoff_initial),
-        backoff_max: raw
-            .refresh
-            .backoff_max_ms
-            .map(Duration::from_millis)
-            .unwrap_or(RefreshConfig::default().backoff_max),
-    };
-    if refresh.backoff_initial.is_zero() || refresh.backoff_initial > refresh.backoff_max {
-        p.push(
-            "refresh",
-            "backoff_initial_ms must be positive and at most backoff_max_ms",
-        );
-    }
+    let refresh = validate_refresh(&mut p, &raw.refresh, ims.as_ref());
 
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
@@ -617,6 +615,45 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         keystore: keystore_location,
         user_login,
     })
+}
+
+fn validate_refresh(p: &mut Problems, raw: &RawRefresh, ims: Option<&ImsConfig>) -> RefreshConfig {
+    let d = RefreshConfig::default();
+    let ms = |v: Option<u64>, default: Duration| v.map(Duration::from_millis).unwrap_or(default);
+    let request_timeout = ims.map_or(Duration::MAX, |i| i.request_timeout);
+    let refresh = RefreshConfig {
+        backoff_initial: ms(raw.backoff_initial_ms, d.backoff_initial),
+        backoff_max: ms(raw.backoff_max_ms, d.backoff_max),
+        backoff_max_without_token: ms(
+            raw.backoff_max_without_token_ms,
+            d.backoff_max_without_token,
+        ),
+        // A caller never waits longer than the request it waits for, so the default follows a
+        // shorter request timeout; an explicit value longer than it is a mistake.
+        caller_wait: ms(raw.caller_wait_ms, d.caller_wait.min(request_timeout)),
+    };
+    if refresh.backoff_initial.is_zero() || refresh.backoff_initial > refresh.backoff_max {
+        p.push(
+            "refresh",
+            "backoff_initial_ms must be positive and at most backoff_max_ms",
+        );
+    }
+    if refresh.backoff_max_without_token.is_zero() {
+        p.push(
+            "refresh.backoff_max_without_token_ms",
+            "must be positive (default 4000)",
+        );
+    }
+    if refresh.caller_wait.is_zero() || refresh.caller_wait > request_timeout {
+        p.push(
+            "refresh.caller_wait_ms",
+            format!(
+                "must be between 1 and ims.request_timeout_ms ({} ms); a caller never needs to wait longer than the IMS request (default 2000)",
+                request_timeout.as_millis()
+            ),
+        );
+    }
+    refresh
 }
 
 fn validate_ims(p: &mut Problems, raw: RawIms) -> Option<ImsConfig> {

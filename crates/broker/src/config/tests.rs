@@ -376,3 +376,67 @@ fn user_login_problems_table() {
         );
     }
 }
+
+/// `[refresh]`: defaults, the caller wait following a shorter IMS timeout, and the bounds.
+#[test]
+fn refresh_table() {
+    let ms = Duration::from_millis;
+    /// Ok(caller wait, backoff cap without a token), or a fragment of the error.
+    type Want = Result<(Duration, Duration), &'static str>;
+    // (extra [ims] lines, [refresh] lines, what comes out)
+    let cases: &[(&str, &str, Want)] = &[
+        ("", "", Ok((ms(2000), ms(4000)))),
+        ("request_timeout_ms = 400", "", Ok((ms(400), ms(4000)))),
+        (
+            "",
+            "caller_wait_ms = 500\nbackoff_max_without_token_ms = 1500",
+            Ok((ms(500), ms(1500))),
+        ),
+        ("", "caller_wait_ms = 10000", Ok((ms(10_000), ms(4000)))),
+        (
+            "",
+            "caller_wait_ms = 10001",
+            Err("refresh.caller_wait_ms: must be between 1 and ims.request_timeout_ms (10000 ms)"),
+        ),
+        (
+            "request_timeout_ms = 400",
+            "caller_wait_ms = 2000",
+            Err("refresh.caller_wait_ms: must be between 1 and ims.request_timeout_ms (400 ms)"),
+        ),
+        ("", "caller_wait_ms = 0", Err("refresh.caller_wait_ms")),
+        (
+            "",
+            "backoff_max_without_token_ms = 0",
+            Err("refresh.backoff_max_without_token_ms: must be positive"),
+        ),
+        (
+            "",
+            "caller_wait = 5",
+            Err("unknown key `refresh.caller_wait`"),
+        ),
+    ];
+    for (ims, refresh, want) in cases {
+        let text = GOOD.replacen(
+            "base_url = \"http://127.0.0.1:9999\"",
+            &format!("base_url = \"http://127.0.0.1:9999\"\n{ims}"),
+            1,
+        ) + &format!("\n[refresh]\n{refresh}\n");
+        match (Config::parse(&text, Path::new("/cfg")), want) {
+            (Ok(c), Ok((wait, cap))) => {
+                assert_eq!(c.refresh.caller_wait, *wait, "{ims} / {refresh}");
+                assert_eq!(
+                    c.refresh.backoff_max_without_token, *cap,
+                    "{ims} / {refresh}"
+                );
+            }
+            (Err(e), Err(fragment)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains(fragment),
+                    "{refresh}: error {e:?} lacks {fragment:?}"
+                );
+            }
+            (got, want) => panic!("{ims} / {refresh}: got {got:?}, want {want:?}"),
+        }
+    }
+}

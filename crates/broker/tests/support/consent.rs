@@ -31,6 +31,7 @@ pub struct ConsentOptions {
     pub extra_consent: String,
     /// Extra `[server]` lines.
     pub extra_server: String,
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ConsentOptions {
@@ -40,6 +41,7 @@ impl Default for ConsentOptions {
             session_ttl_seconds: 900,
             extra_consent: String::new(),
             extra_server: String::new(),
+            request_timeout_ms: 2000,
         }
     }
 }
@@ -68,7 +70,7 @@ listen = "127.0.0.1:0"
 
 [ims]
 base_url = "{emulator_url}"
-request_timeout_ms = 2000
+request_timeout_ms = {request_timeout}
 
 [credentials.partner]
 type = "enterprise_web_app"
@@ -101,6 +103,7 @@ backoff_max_ms = 1000
         pattern = callback_pattern(broker_url).replace('\\', "\\\\"),
         extra = o.extra_consent,
         extra_server = o.extra_server,
+        request_timeout = o.request_timeout_ms,
     )
 }
 
