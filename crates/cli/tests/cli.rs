@@ -1032,6 +1032,9 @@ fn the_emulator_refuses_a_non_loopback_listen_without_the_flag() {
         &["--listen", "0.0.0.0:0", "--allow-remote-admin"][..],
     ] {
         let line = run(args).unwrap_or_else(|e| panic!("{args:?}: {e:?}"));
-        assert!(line.starts_with("IMS emulator: http://"), "{args:?}: {line}");
+        assert!(
+            line.starts_with("IMS emulator: http://"),
+            "{args:?}: {line}"
+        );
     }
 }
