@@ -23,7 +23,7 @@ use crate::config::ConsentConfig;
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
 use crate::storage::{
-    NewSession, Purpose, SessionTake, StorageError, Store, TicketCaps, TicketInsert,
+    NewSession, NewTicket, Purpose, SessionTake, StorageError, Store, TicketCaps, TicketInsert,
 };
 
 pub use ids::{
@@ -125,15 +125,15 @@ pub(crate) async fn issue_ticket(store: &Store, t: Ticket<'_>) -> Result<(Url, u
     let ticket = random_id();
     let expires_at_ms = t.now_ms + t.ttl.as_millis() as u64;
     let inserted = store
-        .insert_ticket(
-            t.purpose,
-            hash_id(&ticket),
-            t.subject.to_owned(),
-            return_to.to_string(),
-            t.now_ms,
+        .insert_ticket(NewTicket {
+            purpose: t.purpose,
+            ticket_hash: hash_id(&ticket),
+            account_id: t.subject.to_owned(),
+            return_to: return_to.to_string(),
+            created_at_ms: t.now_ms,
             expires_at_ms,
-            t.caps,
-        )
+            caps: t.caps,
+        })
         .await?;
     // A place frees when the open ticket or session that expires first does; whole seconds,
     // rounded up, at least one.
@@ -418,15 +418,15 @@ mod purge_tests {
         let clock: SharedClock = Arc::new(TokioClock::new());
         let now = unix_ms(clock.now());
         let ticket = |n: u8, ttl_ms: u64| {
-            store.insert_ticket(
-                Purpose::Consent,
-                [n; 32],
-                format!("acct-{n}"),
-                "https://app.example.com/".into(),
-                now,
-                now + ttl_ms,
-                CAPS,
-            )
+            store.insert_ticket(NewTicket {
+                purpose: Purpose::Consent,
+                ticket_hash: [n; 32],
+                account_id: format!("acct-{n}"),
+                return_to: "https://app.example.com/".into(),
+                created_at_ms: now,
+                expires_at_ms: now + ttl_ms,
+                caps: CAPS,
+            })
         };
         ticket(1, 5_000).await.unwrap();
         ticket(2, 5_000).await.unwrap();

@@ -35,6 +35,18 @@ pub struct TicketTake {
     pub return_to: String,
 }
 
+/// A new one-time ticket (connect or login URL), issued under `caps`.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub purpose: Purpose,
+    pub ticket_hash: [u8; 32],
+    pub account_id: String,
+    pub return_to: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub caps: TicketCaps,
+}
+
 /// A new consent session, written when the browser opens its connect URL.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -123,17 +135,16 @@ const PURPOSES: &str = "('consent', 'user_login')";
 
 impl Store {
     /// Stores a ticket unless its subject or the flow already has as many open as `caps` allow.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_ticket(
-        &self,
-        purpose: Purpose,
-        ticket_hash: [u8; 32],
-        account_id: String,
-        return_to: String,
-        created_at_ms: u64,
-        expires_at_ms: u64,
-        caps: TicketCaps,
-    ) -> Result<TicketInsert, StorageError> {
+    pub async fn insert_ticket(&self, t: NewTicket) -> Result<TicketInsert, StorageError> {
+        let NewTicket {
+            purpose,
+            ticket_hash,
+            account_id,
+            return_to,
+            created_at_ms,
+            expires_at_ms,
+            caps,
+        } = t;
         self.call(move |c| {
             // IMMEDIATE takes the write lock first, so no other writer can slip a ticket in
             // between the counts and the insert.

@@ -56,7 +56,7 @@ fn restrict_io(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Purpose, Store, TicketCaps};
+    use crate::storage::{NewTicket, Purpose, Store, TicketCaps};
 
     fn modes(path: &Path) -> Vec<(String, u32)> {
         database_files(path)
@@ -76,15 +76,15 @@ mod tests {
             total: 10,
         };
         store
-            .insert_ticket(
-                Purpose::Consent,
-                [7; 32],
-                "acct".into(),
-                "https://app/".into(),
-                1,
-                u64::MAX / 4,
+            .insert_ticket(NewTicket {
+                purpose: Purpose::Consent,
+                ticket_hash: [7; 32],
+                account_id: "acct".into(),
+                return_to: "https://app/".into(),
+                created_at_ms: 1,
+                expires_at_ms: u64::MAX / 4,
                 caps,
-            )
+            })
             .await
             .unwrap();
     }

@@ -18,7 +18,8 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use consent::{
-    ConsentSession, NewSession, Purpose, SessionTake, TicketCaps, TicketInsert, TicketTake,
+    ConsentSession, NewSession, NewTicket, Purpose, SessionTake, TicketCaps, TicketInsert,
+    TicketTake,
 };
 pub use links::{Link, LinkStatus};
 pub use secret_usage::SecretUsage;
