@@ -253,6 +253,7 @@ impl Broker {
         };
         if let Some(store) = &store {
             spawn_purge(store.clone(), clock.clone());
+            crate::consent::spawn_purge(store.clone(), clock.clone());
         }
         Ok(Self {
             state: Arc::new(AppState {
@@ -341,17 +342,13 @@ pub enum TokenError {
     Unavailable(Unavailable),
 }
 
-/// Hourly: deletes consent and sign-in tickets and sessions a day after they expired, and user
-/// grants that can no longer yield a token.
+/// Hourly: deletes user grants that can no longer yield a token. (Expired tickets and sessions
+/// go every minute, in `consent::spawn_purge`.)
 fn spawn_purge(store: crate::storage::Store, clock: SharedClock) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let cutoff = crate::clock::unix_ms(clock.now()).saturating_sub(86_400_000);
-            if let Err(e) = store.purge_consent_records(cutoff).await {
-                tracing::warn!(error = %e, "could not purge expired consent records");
-            }
             let now = crate::clock::unix_ms(clock.now());
             if let Err(e) = store.purge_dead_user_grants(now).await {
                 tracing::warn!(error = %e, "could not purge ended user grants");

@@ -64,6 +64,11 @@ enum Command {
         /// `imsgate-demo` / `demo-secret` is served.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Allow a non-loopback --listen address. The emulator's /__admin API (faults, key
+        /// rotation, consents) has no authentication, so anyone who can reach the address can
+        /// script it; by default only loopback addresses are accepted.
+        #[arg(long)]
+        allow_remote_admin: bool,
     },
     /// Print an IMS access token for a configured credential, for scripts.
     Token {
@@ -208,7 +213,11 @@ fn main() -> ExitCode {
                 token_lifetime,
             } => demo::run(listen, emulator_listen, app_listen, token_lifetime).await,
             Command::Serve { config } => run::serve(&config).await,
-            Command::Emulator { listen, config } => run::emulator(listen, config.as_deref()).await,
+            Command::Emulator {
+                listen,
+                config,
+                allow_remote_admin,
+            } => run::emulator(listen, config.as_deref(), allow_remote_admin).await,
             Command::Token { config, credential } => run::token(&config, &credential).await,
             Command::Doctor { config } => run::doctor(&config).await,
             Command::Keys {

@@ -227,7 +227,18 @@ pub fn demo_client(secret: &str, lifetime: u64) -> EmulatorClient {
     )
 }
 
-pub async fn emulator(listen: SocketAddr, config: Option<&Path>) -> CliResult {
+pub async fn emulator(
+    listen: SocketAddr,
+    config: Option<&Path>,
+    allow_remote_admin: bool,
+) -> CliResult {
+    // /__admin has no authentication: on a reachable address anyone could script faults, rotate
+    // keys or grant consents, so leaving loopback takes an explicit, clearly named flag.
+    if !listen.ip().is_loopback() && !allow_remote_admin {
+        return Err(vec![format!(
+            "--listen {listen} is not a loopback address, and the emulator's /__admin API has no authentication; listen on 127.0.0.1 (or [::1]), or add --allow-remote-admin if every host that can reach it may control it"
+        )]);
+    }
     let config = match config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {

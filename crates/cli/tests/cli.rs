@@ -971,3 +971,70 @@ api_key = "file:internal.key"
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("no [user_login] section"), "{err}");
 }
+
+/// The emulator's /__admin API has no authentication, so `imsgate emulator` listens beyond
+/// loopback only with `--allow-remote-admin`; without it, one line says what is wrong and how to
+/// fix it.
+#[test]
+fn the_emulator_refuses_a_non_loopback_listen_without_the_flag() {
+    // What the emulator does within a few seconds: exits (with its stderr) or prints its URL.
+    let run = |args: &[&str]| -> Result<String, (bool, String)> {
+        let mut child = Command::new(BIN)
+            .arg("emulator")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let mut guard = Killed(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => Ok(line),
+            // Stdout closed without a line: the process is exiting.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = guard.0.wait().unwrap();
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+                Err((!status.success(), err))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err((false, "neither printed its URL nor exited".to_owned()))
+            }
+        }
+    };
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        match run(&["--listen", listen]) {
+            Err((true, err)) => {
+                assert_eq!(err.trim().lines().count(), 1, "{err}");
+                assert!(
+                    err.starts_with("imsgate: ")
+                        && err.contains(&format!("--listen {listen} is not a loopback address"))
+                        && err.contains("/__admin")
+                        && err.contains("--allow-remote-admin"),
+                    "{err}"
+                );
+            }
+            other => panic!("--listen {listen} without the flag: {other:?}"),
+        }
+    }
+    // Loopback needs no flag; the flag lets it listen everywhere.
+    for args in [
+        &["--listen", "127.0.0.1:0"][..],
+        &["--listen", "0.0.0.0:0", "--allow-remote-admin"][..],
+    ] {
+        let line = run(args).unwrap_or_else(|e| panic!("{args:?}: {e:?}"));
+        assert!(
+            line.starts_with("IMS emulator: http://"),
+            "{args:?}: {line}"
+        );
+    }
+}

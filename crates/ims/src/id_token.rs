@@ -145,8 +145,9 @@ pub struct Expectations<'a> {
     pub issuers: &'a [String],
     /// This integration's client id: must be in `aud` (and be `azp` if there are others).
     pub client_id: &'a str,
-    /// The nonce stored in the consent session.
-    pub nonce: &'a str,
+    /// SHA-256 of the nonce sent to IMS: sessions store only this digest, and the id_token's
+    /// `nonce` is compared by its digest, in constant time.
+    pub nonce_sha256: [u8; 32],
     /// Clock skew tolerated on `exp`, `iat` and `nbf`.
     pub leeway_secs: u64,
 }
@@ -297,6 +298,14 @@ pub struct UserIdentity {
     pub expires_at: u64,
 }
 
+/// SHA-256 of a nonce, as [`Expectations::nonce_sha256`] holds it.
+pub fn nonce_digest(nonce: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, nonce.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// The checks every id_token gets; yields `sub`, `iat` and `exp`.
 fn check_claims<'c>(
     claims: &'c Map<String, Value>,
@@ -325,7 +334,7 @@ fn check_claims<'c>(
     }
 
     let nonce = string_claim(claims, "nonce")?;
-    if !bool::from(nonce.as_bytes().ct_eq(expect.nonce.as_bytes())) {
+    if !bool::from(nonce_digest(nonce).ct_eq(&expect.nonce_sha256)) {
         return Err(IdTokenError::NonceMismatch);
     }
 

@@ -20,7 +20,10 @@
 //!
 //! Candidate URIs are checked before matching (see [`RedirectRules::allows`]) and matched
 //! case-sensitively against their canonical serialisation, so a pattern never has to defend
-//! against userinfo, backslashes, percent-encoded dots or `..` segments.
+//! against userinfo, backslashes, percent-encoded dots or `..` segments. Any path that a common
+//! server would normalise into another path is refused rather than matched: `;` path parameters
+//! (`/cb/..;/x`), `//`, and percent escapes that decode to `.`, `/`, `\`, `;`, `%` or a control
+//! character, malformed escapes, and escaped bytes that are not UTF-8 (overlong `%c0%ae`).
 //!
 //! Positions are 0-based byte offsets into the string the violation is about (the pattern as the
 //! user wrote it, including any leading `^`; the default URI; or, for the list length, the
@@ -161,8 +164,10 @@ impl RedirectRules {
     /// Would IMS (and we) accept `uri` as the `redirect_uri` of a consent request?
     ///
     /// True if `uri` passes the candidate checks (absolute; https, or http to a loopback host in
-    /// development mode; no userinfo, fragment, backslash, `%2e`/`%2f`/`%5c`, `.`/`..` segment,
-    /// whitespace or control character; already canonical) and then either equals the default
+    /// development mode; no userinfo, fragment, backslash, `.`/`..` segment, `;` or `//` in the
+    /// path, whitespace or control character; no percent escape of `.`, `/`, `\`, `;`, `%` or a
+    /// control character, no malformed escape, no escaped bytes that are not UTF-8; already
+    /// canonical) and then either equals the default
     /// redirect URI or fully matches a pattern. A query string is allowed only when a pattern
     /// matches it, as patterns are matched against the whole canonical string.
     ///
@@ -173,6 +178,12 @@ impl RedirectRules {
             return false;
         }
         uri == self.default_redirect_uri || self.patterns.iter().any(|p| p.regex.is_match(uri))
+    }
+
+    /// The first reason `uri` fails the candidate checks of [`Self::allows`], as (byte offset,
+    /// message), before any comparison with the default URI or the patterns.
+    pub fn candidate_violation(&self, uri: &str) -> Option<(usize, String)> {
+        candidate_problems(uri, self.dev_mode).into_iter().next()
     }
 
     /// Whether `uri` may be sent as an explicit `redirect_uri`: it passes the candidate checks and
@@ -239,17 +250,9 @@ fn candidate_problems(uri: &str, dev_mode: bool) -> Problems {
             "backslash; browsers treat \"\\\" as \"/\", so write \"/\"".to_owned(),
         ));
     }
-    if let Some(i) = find_encoded_separator(uri) {
-        let seq = uri.get(i..i + 3).unwrap_or("%");
-        problems.push((
-            i,
-            format!(
-                "percent-encoded \".\", \"/\" or \"\\\" (\"{seq}\"); these smuggle path traversal past \
-                 pattern checks, write the path without them"
-            ),
-        ));
+    if let Some((i, why)) = find_bad_escape(uri) {
+        problems.push((i, why));
     }
-
     // These make the parser rewrite the string, so a canonical spelling suggested despite them
     // would only repeat the rewrite.
     let mut rewritten = !problems.is_empty();
@@ -320,6 +323,24 @@ fn candidate_problems(uri: &str, dev_mode: bool) -> Problems {
         }
         offset += segment.len() + 1;
     }
+    if let Some(i) = path.find(';') {
+        // Tomcat, Jetty and Spring strip ";…" path parameters before routing, so
+        // "/cb/..;/admin" is matched here as below "/cb/" but served as "/admin".
+        problems.push((
+            path_start + i,
+            "\";\" in the path; servers that honour path parameters strip \";…\" from a \
+             segment (\"/cb/..;/x\" is served as \"/x\"), so remove it"
+                .to_owned(),
+        ));
+    }
+    if let Some(i) = path.find("//") {
+        // Many servers and proxies merge "//" into "/", so the path served is not the one matched.
+        problems.push((
+            path_start + i,
+            "empty path segment (\"//\"); servers merge it into \"/\", so write a single \"/\""
+                .to_owned(),
+        ));
+    }
 
     if !rewritten && url.as_str() != uri {
         let canonical = url.as_str();
@@ -336,16 +357,78 @@ fn candidate_problems(uri: &str, dev_mode: bool) -> Problems {
     problems
 }
 
-/// Byte offset of the first `%2e`, `%2f` or `%5c` (any case).
-fn find_encoded_separator(s: &str) -> Option<usize> {
+/// The first percent escape that some server would decode into something other than what the
+/// pattern saw: an encoded `.`, `/`, `\`, `;` or `%` (double encoding), an encoded control
+/// character or NUL, an escape that is not `%` and two hex digits, or escaped bytes that are not
+/// valid UTF-8 (overlong forms such as `%c0%ae` are decoded to `.` by lenient decoders).
+fn find_bad_escape(s: &str) -> Option<(usize, String)> {
     let b = s.as_bytes();
-    (0..b.len().saturating_sub(2)).find(|&i| {
-        b[i] == b'%'
-            && matches!(
-                (b[i + 1], b[i + 2].to_ascii_lowercase()),
-                (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
-            )
-    })
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let escape_at = |i: usize| -> Option<u8> {
+        (b.get(i) == Some(&b'%'))
+            .then(|| Some(hex(*b.get(i + 1)?)? << 4 | hex(*b.get(i + 2)?)?))
+            .flatten()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        let seq = s.get(i..(i + 3).min(s.len())).unwrap_or("%");
+        let Some(byte) = escape_at(i) else {
+            return Some((
+                i,
+                format!(
+                    "invalid percent escape {seq:?}; \"%\" must be followed by two hex digits, \
+                     and servers disagree about what anything else means"
+                ),
+            ));
+        };
+        let why = match byte {
+            b'.' | b'/' | b'\\' => Some(format!(
+                "percent-encoded \".\", \"/\" or \"\\\" ({seq:?}); these smuggle path traversal past \
+                 pattern checks, write the path without them"
+            )),
+            b';' => Some(format!(
+                "percent-encoded \";\" ({seq:?}); servers that decode it strip path parameters \
+                 after it, remove it"
+            )),
+            b'%' => Some(format!(
+                "percent-encoded \"%\" ({seq:?}, double encoding); a server that decodes twice \
+                 sees another character, write the character itself"
+            )),
+            0x00..=0x1f | 0x7f => Some(format!(
+                "percent-encoded control character ({seq:?}); servers truncate or drop it, remove it"
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Some((i, why));
+        }
+        if byte < 0x80 {
+            i += 3;
+            continue;
+        }
+        // A run of escaped non-ASCII bytes must be valid UTF-8 on its own.
+        let start = i;
+        let mut bytes = Vec::new();
+        while let Some(byte) = escape_at(i).filter(|&x| x >= 0x80) {
+            bytes.push(byte);
+            i += 3;
+        }
+        if std::str::from_utf8(&bytes).is_err() {
+            return Some((
+                start,
+                format!(
+                    "percent-encoded bytes at {:?} are not valid UTF-8 (overlong forms such as \
+                     \"%c0%ae\" decode to \".\" in lenient servers); encode the character as UTF-8",
+                    s.get(start..i).unwrap_or("%")
+                ),
+            ));
+        }
+    }
+    None
 }
 
 fn default_uri_problems(uri: &str, dev_mode: bool) -> Problems {
@@ -902,6 +985,26 @@ mod tests {
             ("https://App.example.com/cb", vec![], false, &[(D, 8, "canonical form")]),
             ("https://app.example.com:443/cb", vec![], false, &[(D, 23, "canonical form")]),
             ("https://app.example.com/c b", vec![], false, &[(D, 25, "whitespace")]),
+            // Paths a common server would normalise into another path, each with its position.
+            ("https://app.example.com/cb/..;/x", vec![], false, &[(D, 29, "\";\" in the path")]),
+            ("https://app.example.com/cb;x=y", vec![], false, &[(D, 26, "\";\" in the path")]),
+            ("https://app.example.com//cb", vec![], false, &[(D, 23, "empty path segment")]),
+            ("https://app.example.com/cb//", vec![], false, &[(D, 26, "empty path segment")]),
+            ("https://app.example.com/%2E%2e/cb", vec![], false, &[(D, 24, "percent-encoded \".\"")]),
+            ("https://app.example.com/cb%2F", vec![], false, &[(D, 26, "percent-encoded \".\"")]),
+            ("https://app.example.com/cb%5c", vec![], false, &[(D, 26, "percent-encoded \".\"")]),
+            ("https://app.example.com/cb%3Bx", vec![], false, &[(D, 26, "percent-encoded \";\"")]),
+            ("https://app.example.com/%252e", vec![], false, &[(D, 24, "double encoding")]),
+            ("https://app.example.com/cb%00", vec![], false, &[(D, 26, "control character")]),
+            ("https://app.example.com/cb%0A", vec![], false, &[(D, 26, "control character")]),
+            ("https://app.example.com/cb%7f", vec![], false, &[(D, 26, "control character")]),
+            ("https://app.example.com/%c0%ae", vec![], false, &[(D, 24, "not valid UTF-8")]),
+            ("https://app.example.com/x%e0%80%ae", vec![], false, &[(D, 25, "not valid UTF-8")]),
+            ("https://app.example.com/%zz", vec![], false, &[(D, 24, "invalid percent escape")]),
+            ("https://app.example.com/cb%2", vec![], false, &[(D, 26, "invalid percent escape")]),
+            ("https://app.example.com/%u002e", vec![], false, &[(D, 24, "invalid percent escape")]),
+            // Escaped UTF-8 that is valid is the canonical form of a non-ASCII path.
+            ("https://app.example.com/%C3%BC", vec![], false, &[]),
             // 2 × 200 + 1 comma is fine; a third pushes the joined list over 512.
             (DEFAULT, vec![&pattern_200, &pattern_200], false, &[]),
             (DEFAULT, vec![&pattern_200, &pattern_200, &pattern_200], false, &[(RuleField::PatternList, 512, "at most 512")]),
@@ -976,6 +1079,38 @@ mod tests {
             ("https://data.myapp.com/redirect/x%5Cy", false),
             ("https://data.myapp.com/redirect/../admin", false),
             ("https://data.myapp.com/redirect/./x", false),
+            // Path forms that servers normalise into another path: ";" path parameters...
+            ("https://data.myapp.com/redirect/..;/admin", false),
+            ("https://data.myapp.com/redirect/x;jsessionid=1", false),
+            ("https://data.myapp.com/redirect;x=y/z", false),
+            // ...encoded dots, slashes and backslashes in any case, mixed with plain ones...
+            ("https://data.myapp.com/redirect/%2e./admin", false),
+            ("https://data.myapp.com/redirect/.%2E/admin", false),
+            ("https://data.myapp.com/redirect/x%2Fy", false),
+            ("https://data.myapp.com/redirect/x%5cy", false),
+            // ...encoded ";", double encoding, encoded NUL and control characters...
+            ("https://data.myapp.com/redirect/x%3bjsessionid=1", false),
+            ("https://data.myapp.com/redirect/%252e%252e/admin", false),
+            ("https://data.myapp.com/redirect/%25%32%65", false),
+            ("https://data.myapp.com/redirect/x%00.html", false),
+            ("https://data.myapp.com/redirect/x%0d%0a", false),
+            ("https://data.myapp.com/redirect/x%1F", false),
+            ("https://data.myapp.com/redirect/x%7f", false),
+            // ...overlong UTF-8 and malformed escapes (IIS's "%u002e" among them)...
+            ("https://data.myapp.com/redirect/%c0%ae%c0%ae/admin", false),
+            ("https://data.myapp.com/redirect/%c0%af", false),
+            ("https://data.myapp.com/redirect/%e0%80%ae", false),
+            ("https://data.myapp.com/redirect/%C3", false),
+            ("https://data.myapp.com/redirect/%zz", false),
+            ("https://data.myapp.com/redirect/x%2", false),
+            ("https://data.myapp.com/redirect/%u002e%u002e/admin", false),
+            // ...and doubled slashes.
+            ("https://data.myapp.com/redirect//evil", false),
+            ("https://data.myapp.com/redirect/x//", false),
+            // Harmless escapes and a ";" in the query are still fine.
+            ("https://data.myapp.com/redirect/%C3%BC", true),
+            ("https://data.myapp.com/redirect/a%20b", true),
+            ("https://data.myapp.com/redirect/x?a=1;b=2", true),
             // Not canonical: upper-case host or scheme, default port, IDN not in punycode.
             ("https://DATA.myapp.com/redirect/x", false),
             ("HTTPS://data.myapp.com/redirect/x", false),

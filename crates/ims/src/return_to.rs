@@ -6,10 +6,20 @@
 //! refused. Strings that parsers disagree about are refused before parsing: backslashes
 //! (browsers read them as `/`), whitespace and control characters (the url crate drops tabs and
 //! newlines silently), userinfo, and anything not written as `scheme://host…`.
+//!
+//! A return URL is at most [`MAX_RETURN_TO_BYTES`], as written and once canonical: it is stored
+//! with every ticket and session, so its size bounds theirs.
 
 use std::fmt;
 
 use url::{Host, Origin, Url};
+
+/// The longest return URL accepted, in bytes. Long enough for any deep link into the partner's
+/// app (2 KiB is also the longest URL every browser and proxy handles); far below the request
+/// body cap, so a ticket row stays small. Adobe's own redirect URI rules stop at 256 characters
+/// for the default URI and 512 for the pattern list; a return URL may carry the app's own
+/// query, hence more room here.
+pub const MAX_RETURN_TO_BYTES: usize = 2048;
 
 /// Why a return URL was refused. `Display` is a short reason, safe to put in an HTTP
 /// `error_description`: it never repeats the URL.
@@ -24,6 +34,8 @@ pub enum ReturnToError {
     UserInfo,
     /// Well-formed, but its origin is not on the allow-list.
     OriginNotAllowed,
+    /// Longer than [`MAX_RETURN_TO_BYTES`] as written or once canonical.
+    TooLong,
 }
 
 impl fmt::Display for ReturnToError {
@@ -37,6 +49,7 @@ impl fmt::Display for ReturnToError {
             }
             Self::UserInfo => "return URL must not contain user information",
             Self::OriginNotAllowed => "return URL origin is not allowed",
+            Self::TooLong => "return URL must be at most 2048 bytes",
         })
     }
 }
@@ -76,6 +89,10 @@ impl ReturnToPolicy {
     /// `Ok(canonical URL)` if `url` is an absolute http(s) URL whose origin exactly equals an
     /// allowed origin. Redirect to the returned `Url`, never to the input string.
     pub fn check(&self, url: &str) -> Result<Url, ReturnToError> {
+        // First, so an oversized string costs no parsing.
+        if url.len() > MAX_RETURN_TO_BYTES {
+            return Err(ReturnToError::TooLong);
+        }
         if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(ReturnToError::ControlOrWhitespace);
         }
@@ -94,6 +111,10 @@ impl ReturnToPolicy {
         if !parsed.username().is_empty() || parsed.password().is_some() || has_at_in_authority(url)
         {
             return Err(ReturnToError::UserInfo);
+        }
+        // Percent-encoding and punycode can make the canonical form longer than the input.
+        if parsed.as_str().len() > MAX_RETURN_TO_BYTES {
+            return Err(ReturnToError::TooLong);
         }
         if self.origins.contains(&parsed.origin()) {
             Ok(parsed)
@@ -186,6 +207,12 @@ mod tests {
             "https://bücher.example",
         ])
         .unwrap_or_else(|e| panic!("valid policy refused: {e}"));
+        let base = "https://app.example.com/";
+        let at_limit = format!("{base}{}", "a".repeat(MAX_RETURN_TO_BYTES - base.len()));
+        let over_limit = format!("{at_limit}a");
+        let sixty_kb = format!("{base}?x={}", "a".repeat(60_000));
+        // 1,000 "ü" are 2,000 bytes as written and 6,000 once percent-encoded.
+        let grows_when_encoded = format!("{base}{}", "ü".repeat(1000));
         #[rustfmt::skip]
         let cases: &[(&str, Result<&str, ReturnToError>)] = &[
             // Same origin, any path, query and fragment; the canonical URL comes back.
@@ -240,6 +267,11 @@ mod tests {
             ("https://app.example.com/\n", Err(ControlOrWhitespace)),
             ("https://app.example.com/\u{0}", Err(ControlOrWhitespace)),
             ("java\nscript:alert(1)", Err(ControlOrWhitespace)),
+            // At most 2048 bytes, as written and once canonical.
+            (&at_limit, Ok(&at_limit)),
+            (&over_limit, Err(TooLong)),
+            (&sixty_kb, Err(TooLong)),
+            (&grows_when_encoded, Err(TooLong)),
         ];
         for (input, want) in cases {
             let got = p.check(input);

@@ -12,6 +12,7 @@ use url::Url;
 
 use super::{CredentialConfig, CredentialKind, Problems, parse_secret, parse_url};
 use crate::secrets::SecretRef;
+use crate::storage::TicketCaps;
 
 /// Adobe's consent page.
 pub const ADOBE_CONSENT_URL: &str = "https://id.adobe.com/consent";
@@ -33,6 +34,8 @@ pub struct ConsentConfig {
     pub connect_ttl: Duration,
     pub session_ttl: Duration,
     pub id_token_leeway: Duration,
+    /// Open connect URLs per account and in total.
+    pub ticket_caps: TicketCaps,
     /// Allows plain-http loopback redirect URIs. Never for production.
     pub development_mode: bool,
 }
@@ -66,6 +69,8 @@ pub(super) struct RawConsent {
     connect_ttl_seconds: Option<u64>,
     session_ttl_seconds: Option<u64>,
     id_token_leeway_seconds: Option<u64>,
+    max_open_tickets_per_account: Option<u32>,
+    max_open_tickets: Option<u32>,
     #[serde(default)]
     development_mode: bool,
 }
@@ -177,6 +182,15 @@ pub(super) fn validate_consent(
         raw.session_ttl_seconds,
         raw.id_token_leeway_seconds,
     );
+    let ticket_caps = ticket_caps(
+        p,
+        at,
+        (
+            "max_open_tickets_per_account",
+            raw.max_open_tickets_per_account,
+        ),
+        raw.max_open_tickets,
+    );
     check_callback(
         p,
         at,
@@ -194,8 +208,43 @@ pub(super) fn validate_consent(
         connect_ttl,
         session_ttl,
         id_token_leeway,
+        ticket_caps,
         development_mode: raw.development_mode,
     })
+}
+
+/// Default cap on open one-time URLs of one account or user: a person retrying a few times is
+/// never refused, a loop is stopped early.
+pub const DEFAULT_MAX_OPEN_TICKETS_PER_SUBJECT: u32 = 10;
+/// Default cap on open one-time URLs of a flow: tens of megabytes of SQLite at most.
+pub const DEFAULT_MAX_OPEN_TICKETS: u32 = 10_000;
+
+/// The caps on open one-time URLs: per account or user (1 to 1000) and in total (1 to 1000000).
+pub(super) fn ticket_caps(
+    p: &mut Problems,
+    at: &str,
+    (per_key, per): (&str, Option<u32>),
+    total: Option<u32>,
+) -> TicketCaps {
+    let caps = TicketCaps {
+        per_subject: per.unwrap_or(DEFAULT_MAX_OPEN_TICKETS_PER_SUBJECT),
+        total: total.unwrap_or(DEFAULT_MAX_OPEN_TICKETS),
+    };
+    if !(1..=1000).contains(&caps.per_subject) {
+        p.push(&format!("{at}.{per_key}"), "must be between 1 and 1000");
+    }
+    if !(1..=1_000_000).contains(&caps.total) {
+        p.push(
+            &format!("{at}.max_open_tickets"),
+            "must be between 1 and 1000000",
+        );
+    } else if caps.total < caps.per_subject {
+        p.push(
+            &format!("{at}.max_open_tickets"),
+            format!("must be at least {per_key} ({})", caps.per_subject),
+        );
+    }
+    caps
 }
 
 /// `public_url` (required, no query or fragment) and the callback under it unless overridden.
@@ -207,7 +256,12 @@ pub(super) fn flow_urls(
     default_path: &str,
 ) -> (Option<Url>, Option<Url>) {
     let public_url = match public_url {
-        Some(u) => parse_url(p, &format!("{at}.public_url"), &u),
+        // The callback URL is derived from it, so it must be canonical too; a missing final "/"
+        // of an empty path is the one spelling tolerated (it cannot mean anything else).
+        Some(u) => parse_url(p, &format!("{at}.public_url"), &u).filter(|parsed| {
+            parsed.as_str() == format!("{u}/")
+                || canonical(p, &format!("{at}.public_url"), &u, parsed)
+        }),
         None => {
             p.push(
                 at,
@@ -225,11 +279,33 @@ pub(super) fn flow_urls(
         );
     }
     let callback_url = match (&callback_url, &public_url) {
-        (Some(u), _) => parse_url(p, &format!("{at}.callback_url"), u),
+        (Some(u), _) => parse_url(p, &format!("{at}.callback_url"), u)
+            .filter(|parsed| canonical(p, &format!("{at}.callback_url"), u, parsed)),
         (None, Some(base)) => Some(join_path(base, default_path)),
         (None, None) => None,
     };
     (public_url, callback_url)
+}
+
+/// Whether `raw` is already the canonical spelling of `parsed`, reporting it at `key` if not.
+///
+/// The callback URL is compared string for string: with the credential's redirect rules here,
+/// and by IMS with what is registered in the Developer Console. Matching a silently normalised
+/// copy would pass a URL here that IMS then refuses (or the other way round), so a
+/// non-canonical spelling is refused with the canonical one in the message, exactly as the
+/// redirect rules refuse it as a `default_redirect_uri`.
+fn canonical(p: &mut Problems, key: &str, raw: &str, parsed: &Url) -> bool {
+    if parsed.as_str() == raw {
+        return true;
+    }
+    p.push(
+        key,
+        format!(
+            "{raw:?} is not in canonical form, so it would not be the string IMS compares; write {:?}",
+            parsed.as_str()
+        ),
+    );
+    false
 }
 
 /// A flow's one-time URL lifetime (default 300 s), session lifetime (default 900 s), each 1 to 3600,
@@ -312,11 +388,19 @@ pub(super) fn check_callback(
     callback_url: Option<&Url>,
     development_mode: bool,
 ) {
-    if let (Some(cred), Some(cb)) = (credential, callback_url)
-        && let Some(web) = cred.web_app.as_ref()
-        && let Ok(rules) = redirect_rules(web, development_mode)
-        && !rules.allows(cb.as_str())
-    {
+    let Some(rules) = credential
+        .and_then(|c| c.web_app.as_ref())
+        .and_then(|web| redirect_rules(web, development_mode).ok())
+    else {
+        return;
+    };
+    let Some(cb) = callback_url else { return };
+    if let Some(v) = rules.candidate_violation(cb.as_str()) {
+        p.push(
+            &format!("{at}.callback_url"),
+            format!("{:?}, position {}: {}", cb.as_str(), v.0, v.1),
+        );
+    } else if !rules.allows(cb.as_str()) {
         p.push(
             &format!("{at}.callback_url"),
             format!(

@@ -440,3 +440,79 @@ fn refresh_table() {
         }
     }
 }
+
+/// `callback_url` and `public_url` are compared string for string (with the redirect rules here,
+/// with the Developer Console at IMS), so a spelling the URL parser would rewrite is refused with
+/// the canonical form, in both flows, as it is for `default_redirect_uri`.
+#[test]
+fn flow_urls_must_be_canonical_in_both_flows() {
+    let doc = include_str!("../../../../docs/configuration.md");
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let consent_good = &doc[start..end];
+    // (key, value as written with {cb} for the flow's callback path, None if accepted or a
+    // fragment of the problem)
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("callback_url", "https://app.example.com/imsgate{cb}", None),
+        ("callback_url", "HTTPS://app.example.com/imsgate{cb}", Some("write \"https://app.example.com/imsgate{cb}\"")),
+        ("callback_url", "https://APP.example.com/imsgate{cb}", Some("write \"https://app.example.com/imsgate{cb}\"")),
+        ("callback_url", "https://app.example.com:443/imsgate{cb}", Some("write \"https://app.example.com/imsgate{cb}\"")),
+        ("callback_url", "https://app.example.com/imsgate/x/..{cb}", Some("write \"https://app.example.com/imsgate{cb}\"")),
+        ("callback_url", "https://app.example.com/imsgate/.{cb}", Some("write \"https://app.example.com/imsgate{cb}\"")),
+        ("callback_url", "https://app.example.com/imsgate/%7e/..{cb}", Some("write \"https://app.example.com/imsgate{cb}\"")),
+        ("callback_url", "https://app.example.com/imsgate{cb};x=1", Some("\";\" in the path")),
+        ("callback_url", "https://app.example.com/imsgate{cb}%2e", Some("percent-encoded")),
+        ("public_url", "https://app.example.com/imsgate", None),
+        ("public_url", "https://APP.example.com/imsgate", Some("public_url: \"https://APP.example.com/imsgate\" is not in canonical form, so it would not be the string IMS compares; write \"https://app.example.com/imsgate\"")),
+        ("public_url", "https://app.example.com:443/imsgate", Some("write \"https://app.example.com/imsgate\"")),
+    ];
+    for (section, good, cb) in [
+        ("consent", consent_good, "/consent/callback"),
+        ("user_login", USER_LOGIN, "/user/callback"),
+    ] {
+        let header = format!("[{section}]\n");
+        assert!(good.contains(&header), "{section}");
+        for (key, value, want) in cases {
+            let value = value.replace("{cb}", cb);
+            let text = if *key == "public_url" {
+                good.replacen(
+                    "public_url = \"https://app.example.com/imsgate\"",
+                    &format!("public_url = \"{value}\""),
+                    1,
+                )
+            } else {
+                good.replacen(&header, &format!("{header}{key} = \"{value}\"\n"), 1)
+            };
+            let got = Config::parse(&text, Path::new("/etc/imsgate"));
+            match (got, want) {
+                (Ok(c), None) => {
+                    let url = match section {
+                        "consent" => c.consent.map(|x| x.callback_url),
+                        _ => c.user_login.map(|x| x.callback_url),
+                    };
+                    assert_eq!(
+                        url.as_ref().map(Url::as_str),
+                        Some(format!("https://app.example.com/imsgate{cb}").as_str()),
+                        "{section}.{key} = {value:?}"
+                    );
+                }
+                (Err(e), Some(fragment)) => {
+                    let fragment = fragment.replace("{cb}", cb);
+                    let key_path = format!("{section}.{key}");
+                    assert!(
+                        e.problems
+                            .iter()
+                            .any(|p| p.contains(&key_path) && p.contains(&fragment)),
+                        "{section}.{key} = {value:?}: want {fragment:?} in {:?}",
+                        e.problems
+                    );
+                }
+                (got, want) => panic!(
+                    "{section}.{key} = {value:?}: got {:?}, want {want:?}",
+                    got.map(drop).map_err(|e| e.problems)
+                ),
+            }
+        }
+    }
+}

@@ -10,7 +10,7 @@ use imsgate_ims::user_oauth::ClientAuth;
 use serde::Deserialize;
 use url::Url;
 
-use super::consent::{check_callback, flow_ttls, flow_urls, issuers, return_to};
+use super::consent::{check_callback, flow_ttls, flow_urls, issuers, return_to, ticket_caps};
 use super::{CredentialConfig, CredentialKind, Problems};
 use crate::keystore::MasterKeyRef;
 
@@ -34,6 +34,8 @@ pub struct UserLoginConfig {
     pub login_ttl: Duration,
     pub session_ttl: Duration,
     pub id_token_leeway: Duration,
+    /// Open login URLs per user and in total.
+    pub ticket_caps: crate::storage::TicketCaps,
     /// How long IMS keeps a refresh token usable (14 days); a grant older than this needs a new
     /// sign-in without asking IMS.
     pub refresh_token_lifetime: Duration,
@@ -55,6 +57,8 @@ pub(super) struct RawUserLogin {
     session_ttl_seconds: Option<u64>,
     id_token_leeway_seconds: Option<u64>,
     refresh_token_lifetime_days: Option<u64>,
+    max_open_tickets_per_user: Option<u32>,
+    max_open_tickets: Option<u32>,
     #[serde(default)]
     development_mode: bool,
 }
@@ -145,6 +149,12 @@ pub(super) fn validate(
         raw.session_ttl_seconds,
         raw.id_token_leeway_seconds,
     );
+    let ticket_caps = ticket_caps(
+        p,
+        at,
+        ("max_open_tickets_per_user", raw.max_open_tickets_per_user),
+        raw.max_open_tickets,
+    );
     let days = raw.refresh_token_lifetime_days.unwrap_or(14);
     if !(1..=365).contains(&days) {
         p.push(
@@ -174,6 +184,7 @@ pub(super) fn validate(
         login_ttl,
         session_ttl,
         id_token_leeway,
+        ticket_caps,
         refresh_token_lifetime: Duration::from_secs(days * 24 * 3600),
         development_mode: raw.development_mode,
     })

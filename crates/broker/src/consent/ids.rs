@@ -36,6 +36,11 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Compares two stored digests (of a state, a nonce) in constant time.
+pub fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
 /// The partner's account ids: short, printable, safe in URLs, logs and pages.
 pub fn is_account_id(s: &str) -> bool {
     (1..=128).contains(&s.len())

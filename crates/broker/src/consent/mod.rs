@@ -5,6 +5,8 @@
 //! [`imsgate_ims::id_token`] verification against keys from the configured JWKS URL.
 //! Invariant: a consent session is consumed by the first callback that presents it, whatever the
 //! outcome, so state and nonce are single-use.
+//! Invariant: state and nonce are stored only as SHA-256 digests; the callback compares the
+//! digests of what it is presented, in constant time.
 
 mod ids;
 
@@ -20,9 +22,16 @@ use crate::clock::{SharedClock, unix_ms};
 use crate::config::ConsentConfig;
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
-use crate::storage::{NewSession, Purpose, SessionTake, StorageError, Store};
+use crate::storage::{
+    NewSession, NewTicket, Purpose, SessionTake, StorageError, Store, TicketCaps, TicketInsert,
+};
 
-pub use ids::{constant_time_eq, hash_id, is_account_id, is_org_id, is_random_id, random_id};
+pub use ids::{
+    constant_time_eq, digest_eq, hash_id, is_account_id, is_org_id, is_random_id, random_id,
+};
+
+/// How often expired tickets and sessions are deleted (used ones are deleted when used).
+pub const PURGE_PERIOD: Duration = Duration::from_secs(60);
 
 /// The session cookie. `__Host-` makes browsers insist on Secure, Path=/ and no Domain, so no
 /// subdomain can plant or read it.
@@ -74,6 +83,14 @@ pub enum FlowError {
         "no consent session: the session cookie is missing, unknown or already used; start again from the application"
     )]
     NoSession,
+    #[error(
+        "{limit} one-time links for this id are already open (unused and unexpired, or in a sign-in or consent that has not returned); use one of them, or retry after the time in Retry-After"
+    )]
+    TooManyOpenTickets { limit: u32, retry_after: Duration },
+    #[error(
+        "the limit of {limit} open one-time links for this flow is reached; retry after the time in Retry-After"
+    )]
+    TicketCapacity { limit: u32, retry_after: Duration },
     #[error("the sign-in session could not be sealed")]
     Sealing,
     #[error(transparent)]
@@ -88,6 +105,7 @@ pub(crate) struct Ticket<'a> {
     pub return_to: &'a str,
     pub policy: &'a imsgate_ims::return_to::ReturnToPolicy,
     pub ttl: Duration,
+    pub caps: TicketCaps,
     pub public_url: &'a Url,
     /// The URL path segment before the ticket (`connect`, `login`).
     pub path: &'a str,
@@ -106,16 +124,39 @@ pub(crate) async fn issue_ticket(store: &Store, t: Ticket<'_>) -> Result<(Url, u
         .map_err(|e| FlowError::BadReturnTo(e.to_string()))?;
     let ticket = random_id();
     let expires_at_ms = t.now_ms + t.ttl.as_millis() as u64;
-    store
-        .insert_ticket(
-            t.purpose,
-            hash_id(&ticket),
-            t.subject.to_owned(),
-            return_to.to_string(),
-            t.now_ms,
+    let inserted = store
+        .insert_ticket(NewTicket {
+            purpose: t.purpose,
+            ticket_hash: hash_id(&ticket),
+            account_id: t.subject.to_owned(),
+            return_to: return_to.to_string(),
+            created_at_ms: t.now_ms,
             expires_at_ms,
-        )
+            caps: t.caps,
+        })
         .await?;
+    // A place frees when the open ticket or session that expires first does; whole seconds,
+    // rounded up, at least one.
+    let wait = |ms: u64| Duration::from_secs(ms.div_ceil(1000).max(1));
+    match inserted {
+        TicketInsert::Inserted => {}
+        TicketInsert::SubjectFull { retry_after_ms } => {
+            return Err(FlowError::TooManyOpenTickets {
+                limit: t.caps.per_subject,
+                retry_after: wait(retry_after_ms),
+            });
+        }
+        TicketInsert::TotalFull { retry_after_ms } => {
+            tracing::warn!(
+                limit = t.caps.total,
+                "the cap on open one-time links of a browser flow is reached"
+            );
+            return Err(FlowError::TicketCapacity {
+                limit: t.caps.total,
+                retry_after: wait(retry_after_ms),
+            });
+        }
+    }
     let mut url = t.public_url.clone();
     let path = format!("{}/{}/{ticket}", url.path().trim_end_matches('/'), t.path);
     url.set_path(&path);
@@ -134,6 +175,27 @@ pub(crate) async fn take_callback_session(
         Some(id) => store.take_session(purpose, hash_id(id), now_ms).await,
         None => Ok(SessionTake::Missing),
     }
+}
+
+/// Deletes expired tickets and sessions every [`PURGE_PERIOD`] (first at once), for as long as
+/// the runtime lives. Used ones are deleted as they are taken, so the tables hold only what is
+/// open, plus at most one period's worth of expired rows.
+pub fn spawn_purge(store: Store, clock: SharedClock) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = unix_ms(clock.now());
+            match store.purge_consent_records(now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "purged expired tickets and sessions"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge expired tickets and sessions")
+                }
+            }
+        }
+    });
 }
 
 /// Where the callback sends the browser.
@@ -165,6 +227,7 @@ impl ConsentService {
                 return_to,
                 policy: &self.config.return_to,
                 ttl: self.config.connect_ttl,
+                caps: self.config.ticket_caps,
                 public_url: &self.config.public_url,
                 path: "connect",
                 now_ms: self.now_ms(),
@@ -200,8 +263,8 @@ impl ConsentService {
                 session_hash: hash_id(&session_id),
                 account_id: t.account_id,
                 return_to: t.return_to,
-                state: state.clone(),
-                nonce: nonce.clone(),
+                state_hash: hash_id(&state),
+                nonce_hash: id_token::nonce_digest(&nonce),
                 verifier_sealed: None,
                 created_at_ms: now,
                 expires_at_ms: now + max_age.as_millis() as u64,
@@ -249,7 +312,7 @@ impl ConsentService {
         let state_ok = parsed
             .state
             .as_deref()
-            .is_some_and(|s| ids::constant_time_eq(s, &session.state));
+            .is_some_and(|s| digest_eq(&hash_id(s), &session.state_hash));
         if !state_ok {
             let code = match (&parsed.state, &parsed.outcome) {
                 (None, ConsentOutcome::Failed(c)) => c.as_str(),
@@ -267,7 +330,7 @@ impl ConsentService {
             }
             ConsentOutcome::Consented { id_token } => id_token,
         };
-        let identity = match self.verify(&id_token, &session.nonce, now).await {
+        let identity = match self.verify(&id_token, session.nonce_hash, now).await {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(reason = e.code(), "consent id_token refused");
@@ -293,7 +356,7 @@ impl ConsentService {
     async fn verify(
         &self,
         token: &str,
-        nonce: &str,
+        nonce_sha256: [u8; 32],
         now_ms: u64,
     ) -> Result<id_token::ConsentIdentity, IdTokenError> {
         let unverified = id_token::parse(token)?;
@@ -308,7 +371,7 @@ impl ConsentService {
         let expect = Expectations {
             issuers: &self.config.issuers,
             client_id: &self.client_id,
-            nonce,
+            nonce_sha256,
             leeway_secs: self.config.id_token_leeway.as_secs(),
         };
         unverified.verify(&key, &expect, now_ms / 1000)
@@ -333,5 +396,83 @@ impl ConsentService {
             code,
             linked_org: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod purge_tests {
+    use super::*;
+    use crate::clock::TokioClock;
+
+    const CAPS: TicketCaps = TicketCaps {
+        per_subject: 10,
+        total: 100,
+    };
+
+    /// With tokio's clock paused, a ticket and a session that expire are gone within one purge
+    /// period of their expiry; a used ticket is gone as soon as it is taken; an open one stays.
+    #[tokio::test(start_paused = true)]
+    async fn expired_and_used_rows_are_gone_within_a_purge_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.sqlite")).unwrap();
+        let clock: SharedClock = Arc::new(TokioClock::new());
+        let now = unix_ms(clock.now());
+        let ticket = |n: u8, ttl_ms: u64| {
+            store.insert_ticket(NewTicket {
+                purpose: Purpose::Consent,
+                ticket_hash: [n; 32],
+                account_id: format!("acct-{n}"),
+                return_to: "https://app.example.com/".into(),
+                created_at_ms: now,
+                expires_at_ms: now + ttl_ms,
+                caps: CAPS,
+            })
+        };
+        ticket(1, 5_000).await.unwrap();
+        ticket(2, 5_000).await.unwrap();
+        ticket(3, 3_600_000).await.unwrap();
+        store
+            .insert_session(NewSession {
+                purpose: Purpose::UserLogin,
+                session_hash: [9; 32],
+                account_id: "user-9".into(),
+                return_to: "https://app.example.com/".into(),
+                state_hash: [1; 32],
+                nonce_hash: [2; 32],
+                verifier_sealed: None,
+                created_at_ms: now,
+                expires_at_ms: now + 10_000,
+            })
+            .await
+            .unwrap();
+        spawn_purge(store.clone(), clock.clone());
+
+        // Taking a ticket deletes it at once.
+        assert!(
+            store
+                .take_ticket(Purpose::Consent, [2; 32], now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.flow_record_counts().await.unwrap(), (2, 1));
+
+        // One purge period after the last of them expired, only the open ticket is left.
+        tokio::time::sleep(Duration::from_secs(10) + PURGE_PERIOD).await;
+        // The purge runs on the blocking pool; let it finish.
+        for _ in 0..100 {
+            if store.flow_record_counts().await.unwrap() == (1, 0) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(store.flow_record_counts().await.unwrap(), (1, 0));
+        assert!(
+            store
+                .take_ticket(Purpose::Consent, [3; 32], unix_ms(clock.now()))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -160,6 +160,24 @@ pub(super) fn flow_error(e: FlowError) -> ApiError {
             ApiError::new(StatusCode::GONE, "connect_link_unusable", e.to_string())
         }
         FlowError::NoSession => ApiError::bad_request("invalid_session", e.to_string()),
+        // 429: this caller asked too often for one account or user; it can slow down.
+        FlowError::TooManyOpenTickets { retry_after, .. } => ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_open_links",
+                e.to_string(),
+            )
+        },
+        // 503: the flow as a whole is at capacity, which no single request caused.
+        FlowError::TicketCapacity { retry_after, .. } => ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "open_links_capacity_reached",
+                e.to_string(),
+            )
+        },
         FlowError::Sealing => {
             tracing::error!("sealing a sign-in session failed");
             ApiError::internal()

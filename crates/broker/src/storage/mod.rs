@@ -5,6 +5,7 @@
 //! mode with `synchronous=FULL`, so a committed link survives `kill -9` and power loss alike.
 
 mod consent;
+mod file_mode;
 mod links;
 mod migrations;
 mod secret_usage;
@@ -16,7 +17,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-pub use consent::{ConsentSession, NewSession, Purpose, SessionTake, TicketTake};
+pub use consent::{
+    ConsentSession, NewSession, NewTicket, Purpose, SessionTake, TicketCaps, TicketInsert,
+    TicketTake,
+};
 pub use links::{Link, LinkStatus};
 pub use secret_usage::SecretUsage;
 pub use user_grants::UserGrantRow;
@@ -61,6 +65,7 @@ impl Store {
             path: path.display().to_string(),
             source,
         };
+        file_mode::restrict(path).map_err(err)?;
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;

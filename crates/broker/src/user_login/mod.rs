@@ -5,6 +5,7 @@
 //! Invariant: a sign-in session is consumed by the first callback that presents its cookie,
 //! whatever the outcome, so state, nonce and verifier are single-use.
 //! Invariant: the IMS user id comes only from an id_token verified against the configured JWKS.
+//! Invariant: state and nonce are stored only as SHA-256 digests (the PKCE verifier only sealed).
 
 mod vault;
 
@@ -21,7 +22,9 @@ use url::Url;
 
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::UserLoginConfig;
-use crate::consent::{FlowError, Ticket, hash_id, issue_ticket, random_id, take_callback_session};
+use crate::consent::{
+    FlowError, Ticket, digest_eq, hash_id, issue_ticket, random_id, take_callback_session,
+};
 use crate::credentials::{Credential, ImsFetcher};
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -104,6 +107,7 @@ impl UserLoginService {
                 return_to,
                 policy: &self.config.return_to,
                 ttl: self.config.login_ttl,
+                caps: self.config.ticket_caps,
                 public_url: &self.config.public_url,
                 path: "login",
                 now_ms: self.now_ms(),
@@ -147,8 +151,8 @@ impl UserLoginService {
                 session_hash: hash_id(&session_id),
                 account_id: t.account_id,
                 return_to: t.return_to,
-                state: state.clone(),
-                nonce: nonce.clone(),
+                state_hash: hash_id(&state),
+                nonce_hash: id_token::nonce_digest(&nonce),
                 verifier_sealed: Some(verifier_sealed),
                 created_at_ms: now,
                 expires_at_ms: now + max_age.as_millis() as u64,
@@ -194,13 +198,12 @@ impl UserLoginService {
             Ok(r) => r,
             Err(e) => return Ok(self.finish(&session.return_to, "error", e.code())),
         };
-        let state_ok = redirect
-            .state
-            .as_deref()
-            .is_some_and(|s| crate::consent::constant_time_eq(s, &session.state));
-        if !state_ok {
-            return Ok(self.finish(&session.return_to, "error", "state_mismatch"));
-        }
+        // Only the state's digest is stored; once it matches, the presented state is the one
+        // the session was created with, and names the sealed verifier below.
+        let state = match redirect.state.as_deref() {
+            Some(s) if digest_eq(&hash_id(s), &session.state_hash) => s,
+            _ => return Ok(self.finish(&session.return_to, "error", "state_mismatch")),
+        };
         let code = match redirect.outcome {
             AuthorizeOutcome::Error(e) if e == "access_denied" => {
                 return Ok(self.finish(&session.return_to, "cancelled", "access_denied"));
@@ -213,7 +216,7 @@ impl UserLoginService {
         let verifier = match session
             .verifier_sealed
             .as_deref()
-            .map(|v| self.vault.sealer.open(&verifier_context(&session.state), v))
+            .map(|v| self.vault.sealer.open(&verifier_context(state), v))
         {
             Some(Ok(v)) => v,
             _ => {
@@ -231,7 +234,10 @@ impl UserLoginService {
         let Some(id_token) = tokens.id_token.as_deref() else {
             return Ok(self.finish(&session.return_to, "error", "missing_id_token"));
         };
-        let identity = match self.verify(id_token, &session.nonce, self.now_ms()).await {
+        let identity = match self
+            .verify(id_token, session.nonce_hash, self.now_ms())
+            .await
+        {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(reason = e.code(), "sign-in id_token refused");
@@ -289,7 +295,7 @@ impl UserLoginService {
     async fn verify(
         &self,
         token: &str,
-        nonce: &str,
+        nonce_sha256: [u8; 32],
         now_ms: u64,
     ) -> Result<id_token::UserIdentity, IdTokenError> {
         let unverified = id_token::parse(token)?;
@@ -302,7 +308,7 @@ impl UserLoginService {
         let expect = Expectations {
             issuers: &self.config.issuers,
             client_id: &self.credential.config.client_id,
-            nonce,
+            nonce_sha256,
             leeway_secs: self.config.id_token_leeway.as_secs(),
         };
         unverified.verify_user(&key, &expect, now_ms / 1000)

@@ -96,7 +96,7 @@ fn verify(token: &str) -> Result<ConsentIdentity, IdTokenError> {
     let expect = Expectations {
         issuers: &issuers,
         client_id: CLIENT,
-        nonce: NONCE,
+        nonce_sha256: nonce_digest(NONCE),
         leeway_secs: 60,
     };
     let t = parse(token)?;
@@ -921,7 +921,7 @@ fn a_sign_in_token_yields_the_user_and_gets_the_same_checks() {
     let expect = Expectations {
         issuers: &issuers,
         client_id: CLIENT,
-        nonce: NONCE,
+        nonce_sha256: nonce_digest(NONCE),
         leeway_secs: 60,
     };
     let verify_user = |claims_json: String, sig: Sig| {
