@@ -141,6 +141,12 @@ pub async fn run(
     app_listen: SocketAddr,
     lifetime: u64,
 ) -> CliResult {
+    // The demo's emulator has the same unauthenticated /__admin API as `imsgate emulator`.
+    if !emulator_listen.ip().is_loopback() {
+        return Err(vec![format!(
+            "--emulator-listen {emulator_listen} is not a loopback address, and the emulator's /__admin API has no authentication; use 127.0.0.1:0 (run `imsgate emulator --allow-remote-admin` for a reachable emulator)"
+        )]);
+    }
     let dir = tempfile::Builder::new()
         .prefix("imsgate-demo-")
         .tempdir()

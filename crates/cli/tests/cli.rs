@@ -1038,3 +1038,25 @@ fn the_emulator_refuses_a_non_loopback_listen_without_the_flag() {
         );
     }
 }
+
+#[test]
+fn the_demo_keeps_its_emulator_on_loopback() {
+    let out = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--emulator-listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("imsgate: ")
+            && err.contains("--emulator-listen 0.0.0.0:0 is not a loopback address"),
+        "{err}"
+    );
+}
