@@ -1,0 +1,116 @@
+//! The grant writer: tokens IMS has just issued go to disk at once, many to one fsync, on a
+//! connection of their own.
+//!
+//! From the moment IMS answers a refresh, the rotated refresh token exists only in this process;
+//! a crash before it is durable loses the user's sign-in. So these writes never queue behind the
+//! main connection's work, nor behind each other's fsyncs: one thread owns a second connection,
+//! takes every write waiting, applies them in one transaction and commits once (group commit),
+//! then answers each. A write whose generation moved on is `None` for that write only; a failed
+//! commit fails every write of the batch, whose callers keep the tokens in memory and retry.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::StorageError;
+use super::user_grants::{GrantWrite, UserGrantRow};
+
+/// At most this many writes share a transaction, so one batch's reply is never held back long.
+const MAX_BATCH: usize = 256;
+
+type Outcome = Result<Option<UserGrantRow>, StorageError>;
+
+struct Job {
+    write: GrantWrite,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The sending half; the thread stops (and closes its connection) when the store is dropped.
+pub(super) struct GrantWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl GrantWriter {
+    pub(super) fn start(conn: Connection, path: PathBuf) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("imsgate-grant-writer".into())
+            .spawn(move || run(conn, &path, &queue))?;
+        Ok(Self { jobs })
+    }
+
+    /// Queues `write` and waits until it is committed (or failed).
+    pub(super) async fn write(&self, write: GrantWrite) -> Outcome {
+        let (reply, outcome) = oneshot::channel();
+        self.jobs
+            .send(Job { write, reply })
+            .map_err(|_| StorageError::Join)?;
+        outcome.await.map_err(|_| StorageError::Join)?
+    }
+}
+
+fn run(mut conn: Connection, path: &std::path::Path, queue: &mpsc::Receiver<Job>) {
+    let err = |source| StorageError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match apply(&mut conn, &batch) {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(outcome.map_err(err));
+                }
+            }
+            Err(e) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(err(copy(&e))));
+                }
+            }
+        }
+    }
+}
+
+/// Applies every write of the batch in one transaction. The outer error means nothing of the
+/// batch was written.
+fn apply(
+    conn: &mut Connection,
+    batch: &[Job],
+) -> rusqlite::Result<Vec<rusqlite::Result<Option<UserGrantRow>>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let outcome = job.write.apply(&tx);
+        if let Err(e) = &outcome
+            && tx.is_autocommit()
+        {
+            // SQLite rolled the whole transaction back (disk full, I/O error): the writes before
+            // this one are undone too.
+            return Err(copy(e));
+        }
+        outcomes.push(outcome);
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// `rusqlite::Error` is not `Clone`; every write of a failed batch gets its own copy.
+fn copy(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
+}
