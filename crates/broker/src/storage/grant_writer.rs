@@ -7,9 +7,15 @@
 //! takes every write waiting, applies them in one transaction and commits once (group commit),
 //! then answers each. A write whose generation moved on is `None` for that write only; a failed
 //! commit fails every write of the batch, whose callers keep the tokens in memory and retry.
+//!
+//! The writer never checkpoints the WAL itself (a checkpoint copies pages into the database and
+//! fsyncs it, tens of milliseconds during which new tokens would wait): a third connection does,
+//! passively and concurrently, once a second after grants were written.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -19,6 +25,9 @@ use super::user_grants::{GrantWrite, UserGrantRow};
 
 /// At most this many writes share a transaction, so one batch's reply is never held back long.
 const MAX_BATCH: usize = 256;
+
+/// How often the checkpointer looks for grant writes to move into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 type Outcome = Result<Option<UserGrantRow>, StorageError>;
 
@@ -33,11 +42,23 @@ pub(super) struct GrantWriter {
 }
 
 impl GrantWriter {
-    pub(super) fn start(conn: Connection, path: PathBuf) -> std::io::Result<Self> {
+    /// Starts the writer on `conn` and the checkpointer on `checkpointer`.
+    pub(super) fn start(
+        conn: Connection,
+        checkpointer: Connection,
+        path: PathBuf,
+    ) -> std::io::Result<Self> {
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(std::io::Error::other)?;
         let (jobs, queue) = mpsc::channel();
+        let dirty = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&dirty);
         std::thread::Builder::new()
             .name("imsgate-grant-writer".into())
-            .spawn(move || run(conn, &path, &queue))?;
+            .spawn(move || run(conn, &path, &queue, &flag))?;
+        std::thread::Builder::new()
+            .name("imsgate-checkpoint".into())
+            .spawn(move || checkpoint(&checkpointer, &dirty))?;
         Ok(Self { jobs })
     }
 
@@ -51,7 +72,12 @@ impl GrantWriter {
     }
 }
 
-fn run(mut conn: Connection, path: &std::path::Path, queue: &mpsc::Receiver<Job>) {
+fn run(
+    mut conn: Connection,
+    path: &std::path::Path,
+    queue: &mpsc::Receiver<Job>,
+    dirty: &AtomicBool,
+) {
     let err = |source| StorageError::Sqlite {
         path: path.display().to_string(),
         source,
@@ -66,6 +92,7 @@ fn run(mut conn: Connection, path: &std::path::Path, queue: &mpsc::Receiver<Job>
         }
         match apply(&mut conn, &batch) {
             Ok(outcomes) => {
+                dirty.store(true, Ordering::Relaxed);
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome.map_err(err));
                 }
@@ -75,6 +102,19 @@ fn run(mut conn: Connection, path: &std::path::Path, queue: &mpsc::Receiver<Job>
                     let _ = job.reply.send(Err(err(copy(&e))));
                 }
             }
+        }
+    }
+}
+
+/// Moves committed grant writes from the WAL into the database while the writer keeps writing
+/// (a passive checkpoint never blocks it). Stops when the writer has stopped.
+fn checkpoint(conn: &Connection, dirty: &Arc<AtomicBool>) {
+    while Arc::strong_count(dirty) > 1 {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if dirty.swap(false, Ordering::Relaxed)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "could not checkpoint the database");
         }
     }
 }

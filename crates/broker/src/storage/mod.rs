@@ -85,7 +85,8 @@ impl Store {
                 tries < 25_000
             }))
             .map_err(err)?;
-        let grants = grant_writer::GrantWriter::start(writer, path.into())
+        let checkpointer = connect(path).map_err(err)?;
+        let grants = grant_writer::GrantWriter::start(writer, checkpointer, path.into())
             .map_err(|source| StorageError::Thread {
                 path: path.display().to_string(),
                 source,
