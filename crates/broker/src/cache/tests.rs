@@ -82,6 +82,7 @@ fn cache(fetcher: &Arc<Scripted>) -> TokenCache {
         RefreshConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            ..RefreshConfig::default()
         },
         Arc::new(Metrics::new()),
     )

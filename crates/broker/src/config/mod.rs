@@ -155,6 +155,9 @@ impl Default for RateLimitConfig {
 pub struct RefreshConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// The longest a caller waits for IMS; then it gets 503 with `Retry-After` (or a token that
+    /// is still valid) while the refresh continues in the background.
+    pub caller_wait: Duration,
 }
 
 impl Default for RefreshConfig {
@@ -162,6 +165,7 @@ impl Default for RefreshConfig {
         Self {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            caller_wait: Duration::from_secs(2),
         }
     }
 }
@@ -265,6 +269,7 @@ struct RawRateLimit {
 struct RawRefresh {
     backoff_initial_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
+    caller_wait_ms: Option<u64>,
 }
 
 /// Every problem found in a config file, each naming where it is.
@@ -498,7 +503,18 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             .backoff_max_ms
             .map(Duration::from_millis)
             .unwrap_or(RefreshConfig::default().backoff_max),
+        caller_wait: raw
+            .refresh
+            .caller_wait_ms
+            .map(Duration::from_millis)
+            .unwrap_or(RefreshConfig::default().caller_wait),
     };
+    if refresh.caller_wait.is_zero() || refresh.caller_wait > Duration::from_secs(60) {
+        p.push(
+            "refresh.caller_wait_ms",
+            "must be between 1 and 60000 (milliseconds a caller waits for IMS)",
+        );
+    }
     if refresh.backoff_initial.is_zero() || refresh.backoff_initial > refresh.backoff_max {
         p.push(
             "refresh",
