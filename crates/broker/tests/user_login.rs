@@ -699,7 +699,10 @@ async fn a_slow_ims_never_holds_a_caller_past_the_wait_bound() {
     let waited = asked.elapsed();
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["access_token"], second.as_str());
-    assert!(waited < Duration::from_millis(1000), "answered after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1000),
+        "answered after {waited:?}"
+    );
     tokio::time::sleep_until((asked + Duration::from_millis(2100)).into()).await;
     let (status, body) = json(h.user_token("user-1").await).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -427,7 +427,12 @@ async fn sign_in(url: &str, emu: &str, proxy: &TokenProxy, user: &str) {
         .unwrap()
         .1
         .into_owned();
-    proxy.ledger.lock().unwrap().owner.insert(code, user.to_owned());
+    proxy
+        .ledger
+        .lock()
+        .unwrap()
+        .owner
+        .insert(code, user.to_owned());
     let r = http
         .get(callback.as_str())
         .header("cookie", cookie)
@@ -435,7 +440,11 @@ async fn sign_in(url: &str, emu: &str, proxy: &TokenProxy, user: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    assert!(location(&r).contains("result=signed_in"), "{}", location(&r));
+    assert!(
+        location(&r).contains("result=signed_in"),
+        "{}",
+        location(&r)
+    );
 }
 
 fn user_name(i: usize) -> String {
@@ -586,10 +595,8 @@ sqlite_path = "users.sqlite"
 
         // Restart on the same database, once every token stored before the kill is due.
         broker = start(&config, &url).await;
-        tokio::time::sleep_until(
-            (killed_at + TOKEN_LIFETIME + Duration::from_millis(100)).into(),
-        )
-        .await;
+        tokio::time::sleep_until((killed_at + TOKEN_LIFETIME + Duration::from_millis(100)).into())
+            .await;
         let mut check = token_round(&url).await;
         let mut lost = Vec::new();
         while let Some(r) = check.join_next().await {

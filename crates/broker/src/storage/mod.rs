@@ -86,11 +86,12 @@ impl Store {
             }))
             .map_err(err)?;
         let checkpointer = connect(path).map_err(err)?;
-        let grants = grant_writer::GrantWriter::start(writer, checkpointer, path.into())
-            .map_err(|source| StorageError::Thread {
+        let grants = grant_writer::GrantWriter::start(writer, checkpointer, path.into()).map_err(
+            |source| StorageError::Thread {
                 path: path.display().to_string(),
                 source,
-            })?;
+            },
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
