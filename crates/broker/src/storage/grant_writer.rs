@@ -154,3 +154,114 @@ fn copy(e: &rusqlite::Error) -> rusqlite::Error {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::{Store, UserGrantRow};
+
+    fn grant(user: &str) -> UserGrantRow {
+        UserGrantRow {
+            credential: "web".into(),
+            user_ref: user.into(),
+            ims_user_id: "U@AdobeID".into(),
+            scopes: "openid".into(),
+            access_sealed: "sealed-a".into(),
+            access_issued_ms: 0,
+            access_expires_ms: 100,
+            refresh_sealed: Some("sealed-r".into()),
+            refresh_expires_ms: Some(1000),
+            generation: 0,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn refresh(
+        store: &Store,
+        user: &str,
+        generation: i64,
+    ) -> impl Future<Output = Result<Option<UserGrantRow>, crate::storage::StorageError>> {
+        store.refresh_user_grant(
+            "web".into(),
+            user.into(),
+            generation,
+            format!("new-a-{user}"),
+            1,
+            200,
+            Some((format!("new-r-{user}"), 2000)),
+            5,
+        )
+    }
+
+    /// Writes that arrive together share commits, yet each keeps its own outcome; a failed batch
+    /// fails its writes (their callers keep the tokens and retry) and the writer carries on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_writes_keep_their_own_outcomes_and_failures_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.sqlite");
+        let store = Store::open(&path).unwrap();
+        let mut generations = Vec::new();
+        for i in 0..100 {
+            generations.push(
+                store
+                    .put_user_grant(grant(&format!("u{i}")))
+                    .await
+                    .unwrap()
+                    .generation,
+            );
+        }
+        // Every third write starts from a stale generation.
+        let writes = (0..100).map(|i| {
+            let stale = i % 3 == 0;
+            let generation = generations[i] ^ i64::from(stale);
+            let store = store.clone();
+            async move {
+                (
+                    i,
+                    stale,
+                    refresh(&store, &format!("u{i}"), generation).await,
+                )
+            }
+        });
+        for (i, stale, outcome) in futures_util::future::join_all(writes).await {
+            let row = outcome.unwrap();
+            assert_eq!(row.is_none(), stale, "u{i}");
+            let stored = store
+                .user_grant("web".into(), format!("u{i}"))
+                .await
+                .unwrap()
+                .unwrap();
+            let want = if stale {
+                "sealed-r".to_owned()
+            } else {
+                format!("new-r-u{i}")
+            };
+            assert_eq!(
+                stored.refresh_sealed.as_deref(),
+                Some(want.as_str()),
+                "u{i}"
+            );
+            if let Some(row) = row {
+                assert_eq!(row.generation, stored.generation);
+            }
+        }
+
+        // The table is gone for a moment: the write fails (nothing hangs), changes nothing, and
+        // the retry over the same generation succeeds.
+        let before = store
+            .user_grant("web".into(), "u1".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch("ALTER TABLE user_grants RENAME TO user_grants_away")
+            .unwrap();
+        assert!(refresh(&store, "u1", before.generation).await.is_err());
+        other
+            .execute_batch("ALTER TABLE user_grants_away RENAME TO user_grants")
+            .unwrap();
+        let retried = refresh(&store, "u1", before.generation).await.unwrap();
+        assert!(retried.is_some_and(|r| r.generation != before.generation));
+    }
+}
