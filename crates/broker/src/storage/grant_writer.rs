@@ -264,4 +264,32 @@ mod tests {
         let retried = refresh(&store, "u1", before.generation).await.unwrap();
         assert!(retried.is_some_and(|r| r.generation != before.generation));
     }
+
+    /// A grant write never queues behind the main connection: while it is busy for half a
+    /// second, a refresh write-back still commits at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grant_writes_do_not_wait_for_the_main_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.sqlite")).unwrap();
+        let generation = store.put_user_grant(grant("a")).await.unwrap().generation;
+        let busy = store.clone();
+        let (started, running) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            busy.call_blocking(|_| {
+                let _ = started.send(());
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                Ok(())
+            })
+            .unwrap();
+        });
+        running.recv().unwrap();
+        let asked = std::time::Instant::now();
+        assert!(refresh(&store, "a", generation).await.unwrap().is_some());
+        let waited = asked.elapsed();
+        holder.join().unwrap();
+        assert!(
+            waited < std::time::Duration::from_millis(250),
+            "the write-back waited {waited:?}"
+        );
+    }
 }
