@@ -22,6 +22,9 @@ use crate::config::{CredentialConfig, CredentialKind};
 use crate::ims_client::ImsClient;
 use crate::service_account::SigningKeys;
 
+/// A secret's success is stored at most this often (its first success always).
+const SECRET_USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A credential with its secrets loaded.
 #[derive(Debug)]
 pub struct Credential {
@@ -134,8 +137,16 @@ impl ImsFetcher {
                         tracing::warn!(credential = %cred.config.name, secret_index = i, "switched to the other client secret after invalid_client");
                     }
                     cred.active.store(i, Ordering::Relaxed);
-                    cred.last_success.lock()[i] = Some(self.clock.now());
-                    self.record(cred, i, true).await;
+                    let now = self.clock.now();
+                    let previous = cred.last_success.lock()[i].replace(now);
+                    // `doctor` needs to know roughly when each secret last worked. A write per
+                    // IMS answer would put an fsync in front of every token, and of every
+                    // user's rotated refresh token, which exists nowhere else until stored.
+                    if previous.is_none_or(|p| {
+                        now.duration_since(p).unwrap_or_default() >= SECRET_USAGE_INTERVAL
+                    }) {
+                        self.record(cred, i, true).await;
+                    }
                     return Ok(value);
                 }
                 Err(e) if e.kind == ImsErrorKind::InvalidClient => {

@@ -642,3 +642,70 @@ async fn a_missing_encryption_key_is_a_clear_error_and_loses_nothing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["access_token"], before["access_token"]);
 }
+
+#[tokio::test]
+async fn a_slow_ims_never_holds_a_caller_past_the_wait_bound() {
+    let h = UserHarness::start(UserOptions {
+        caller_wait_ms: 300,
+        ..UserOptions::default()
+    })
+    .await;
+    h.sign_in("user-1", ADA).await;
+    let (_, body) = json(h.user_token("user-1").await).await;
+    let first = body["access_token"].as_str().unwrap().to_owned();
+    let slow = Fault {
+        times: Some(1),
+        ..Fault::latency(Duration::from_millis(1500))
+    };
+
+    // Nothing valid to serve (inside the last minute of the hour) and IMS answers after 1.5 s:
+    // 503 with Retry-After at the bound, while the refresh goes on.
+    h.clock.advance(Duration::from_secs(3590));
+    h.emulator.reset_counts();
+    h.emulator.set_fault(Endpoint::Token, slow.clone());
+    let asked = std::time::Instant::now();
+    let r = h.user_token("user-1").await;
+    let waited = asked.elapsed();
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, body) = json(r).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        ),
+        "{body}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1000),
+        "answered after {waited:?}"
+    );
+    // Once IMS has answered, the stored result is served: no second refresh.
+    tokio::time::sleep_until((asked + Duration::from_millis(2100)).into()).await;
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = body["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(h.emulator.count(Endpoint::Token), 1, "one refresh request");
+    assert_eq!(h.validate(&second).await["valid"], true);
+
+    // Within the refresh margin but still valid: at the bound the caller gets the current
+    // token, and the refreshed one is there afterwards.
+    h.clock.advance(Duration::from_secs(3000));
+    h.emulator.reset_counts();
+    h.emulator.set_fault(Endpoint::Token, slow);
+    let asked = std::time::Instant::now();
+    let (status, body) = json(h.user_token("user-1").await).await;
+    let waited = asked.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["access_token"], second.as_str());
+    assert!(
+        waited < Duration::from_millis(1000),
+        "answered after {waited:?}"
+    );
+    tokio::time::sleep_until((asked + Duration::from_millis(2100)).into()).await;
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_ne!(body["access_token"], second.as_str());
+    assert_eq!(h.emulator.count(Endpoint::Token), 1, "one refresh request");
+}

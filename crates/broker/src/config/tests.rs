@@ -41,6 +41,10 @@ fn good_config_parses() {
     let ct = c.client_token.unwrap();
     assert_eq!(ct.rate_limit, RateLimitConfig::default());
     assert!(matches!(ct.caller_auth.key, CallerKeyConfig::Hs256 { .. }));
+    assert_eq!(c.refresh.caller_wait, std::time::Duration::from_secs(2));
+    let text = GOOD.replacen("[server]", "[refresh]\ncaller_wait_ms = 750\n[server]", 1);
+    let c = Config::parse(&text, Path::new("/cfg")).unwrap();
+    assert_eq!(c.refresh.caller_wait, std::time::Duration::from_millis(750));
 }
 
 /// Each case: a mutation of the good config, and fragments every reported problem must include.
@@ -106,6 +110,16 @@ fn problems_table() {
             "base_url = \"http://127.0.0.1:9999\"",
             "base_url = \"ftp://x\"",
             &["ims.base_url"],
+        ),
+        (
+            "[server]",
+            "[refresh]\ncaller_wait_ms = 0\n[server]",
+            &["refresh.caller_wait_ms: must be between 1 and 60000"],
+        ),
+        (
+            "[server]",
+            "[refresh]\ncaller_wait_ms = 60001\n[server]",
+            &["refresh.caller_wait_ms: must be between 1 and 60000"],
         ),
         ("listen = \"127.0.0.1:0\"", "listen = 5", &["invalid type"]),
         (

@@ -3,9 +3,14 @@
 //!
 //! Invariant: every write that must not be half-done is one transaction; the database runs in WAL
 //! mode with `synchronous=FULL`, so a committed link survives `kill -9` and power loss alike.
+//!
+//! Invariant: tokens IMS has just issued (a sign-in's grant, a refresh's rotated refresh token)
+//! are written by the grant writer on a connection of its own, never behind other writes; many
+//! arriving together share one commit (`grant_writer.rs`).
 
 mod consent;
 mod file_mode;
+mod grant_writer;
 mod links;
 mod migrations;
 mod secret_usage;
@@ -36,6 +41,12 @@ pub enum StorageError {
     },
     #[error("database task failed")]
     Join,
+    #[error("database {path}: could not start the grant writer: {source}")]
+    Thread {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A handle to the database. Cheap to clone; calls run on the blocking pool so the async runtime
@@ -48,6 +59,7 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     conn: Mutex<Connection>,
+    grants: grant_writer::GrantWriter,
 }
 
 impl std::fmt::Debug for Store {
@@ -59,27 +71,37 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the database at `path`, and starts the grant
+    /// writer on a second connection.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let err = |source| StorageError::Sqlite {
             path: path.display().to_string(),
             source,
         };
         file_mode::restrict(path).map_err(err)?;
-        let mut conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err)?;
+        let mut conn = connect(path).map_err(err)?;
         migrations::apply(&mut conn).map_err(err)?;
+        let writer = connect(path).map_err(err)?;
+        // SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries; a grant waiting for the
+        // other connection's commit should get the lock as soon as it is free.
+        writer
+            .busy_handler(Some(|tries| {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                tries < 25_000
+            }))
+            .map_err(err)?;
+        let checkpointer = connect(path).map_err(err)?;
+        let grants = grant_writer::GrantWriter::start(writer, checkpointer, path.into()).map_err(
+            |source| StorageError::Thread {
+                path: path.display().to_string(),
+                source,
+            },
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 conn: Mutex::new(conn),
+                grants,
             }),
         })
     }
@@ -117,4 +139,15 @@ impl Store {
             source,
         })
     }
+}
+
+/// A connection with the settings every connection needs: WAL, `synchronous=FULL` (a commit is
+/// on disk when it returns), foreign keys, and a wait for the other connection's write lock.
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
 }

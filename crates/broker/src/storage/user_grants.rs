@@ -61,13 +61,32 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserGrantRow> {
     })
 }
 
-impl Store {
-    /// Writes a grant from a new sign-in, replacing any earlier one for the user. Returns the
-    /// stored row (with its new generation).
-    pub async fn put_user_grant(&self, g: UserGrantRow) -> Result<UserGrantRow, StorageError> {
-        self.call(move |c| {
-            c.query_row(
-                &format!(
+/// A write of tokens IMS has just issued, for the grant writer.
+pub(super) enum GrantWrite {
+    /// A new sign-in's grant (upsert, fresh generation).
+    Put(UserGrantRow),
+    /// A refresh's tokens, only over the generation the refresh started from.
+    Refresh(RefreshWrite),
+}
+
+pub(super) struct RefreshWrite {
+    credential: String,
+    user_ref: String,
+    generation: i64,
+    access_sealed: String,
+    access_issued_ms: u64,
+    access_expires_ms: u64,
+    /// A rotated refresh token (sealed) and its expiry; `None` keeps the stored one.
+    refresh: Option<(String, u64)>,
+    now_ms: u64,
+}
+
+impl GrantWrite {
+    /// Runs the write on `c` (inside the writer's transaction).
+    pub(super) fn apply(&self, c: &rusqlite::Connection) -> rusqlite::Result<Option<UserGrantRow>> {
+        match self {
+            GrantWrite::Put(g) => c
+                .prepare_cached(&format!(
                     "INSERT INTO user_grants ({COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?10, ?10)
                      ON CONFLICT (credential, user_ref) DO UPDATE SET
@@ -81,24 +100,67 @@ impl Store {
                         generation = excluded.generation,
                         updated_at_ms = excluded.updated_at_ms
                      RETURNING {COLUMNS}"
-                ),
-                params![
-                    g.credential,
-                    g.user_ref,
-                    g.ims_user_id,
-                    g.scopes,
-                    g.access_sealed,
-                    g.access_issued_ms as i64,
-                    g.access_expires_ms as i64,
-                    g.refresh_sealed,
-                    g.refresh_expires_ms.map(|v| v as i64),
-                    g.updated_at_ms as i64,
-                    next_generation(),
-                ],
-                row,
-            )
-        })
-        .await
+                ))?
+                .query_row(
+                    params![
+                        g.credential,
+                        g.user_ref,
+                        g.ims_user_id,
+                        g.scopes,
+                        g.access_sealed,
+                        g.access_issued_ms as i64,
+                        g.access_expires_ms as i64,
+                        g.refresh_sealed,
+                        g.refresh_expires_ms.map(|v| v as i64),
+                        g.updated_at_ms as i64,
+                        next_generation(),
+                    ],
+                    row,
+                )
+                .map(Some),
+            GrantWrite::Refresh(w) => {
+                let (refresh_sealed, refresh_expires) = match &w.refresh {
+                    Some((s, e)) => (Some(s.as_str()), Some(*e as i64)),
+                    None => (None, None),
+                };
+                c.prepare_cached(&format!(
+                    "UPDATE user_grants SET
+                        access_sealed = ?4, access_issued_ms = ?5, access_expires_ms = ?6,
+                        refresh_sealed = coalesce(?7, refresh_sealed),
+                        refresh_expires_ms = coalesce(?8, refresh_expires_ms),
+                        generation = ?10, updated_at_ms = ?9
+                     WHERE credential = ?1 AND user_ref = ?2 AND generation = ?3
+                     RETURNING {COLUMNS}"
+                ))?
+                .query_row(
+                    params![
+                        w.credential,
+                        w.user_ref,
+                        w.generation,
+                        w.access_sealed,
+                        w.access_issued_ms as i64,
+                        w.access_expires_ms as i64,
+                        refresh_sealed,
+                        refresh_expires,
+                        w.now_ms as i64,
+                        next_generation()
+                    ],
+                    row,
+                )
+                .optional()
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Writes a grant from a new sign-in, replacing any earlier one for the user. Returns the
+    /// stored row (with its new generation) once it is durable. Goes through the grant writer:
+    /// the code exchange has just issued the refresh token.
+    pub async fn put_user_grant(&self, g: UserGrantRow) -> Result<UserGrantRow, StorageError> {
+        let row = self.inner.grants.write(GrantWrite::Put(g)).await?;
+        // An upsert always yields its row.
+        row.ok_or(StorageError::Join)
     }
 
     pub async fn user_grant(
@@ -160,7 +222,9 @@ impl Store {
     }
 
     /// Replaces the tokens after a refresh, only if the grant is still at `generation`. Returns
-    /// the new row, or `None` if the grant was revoked or replaced meanwhile.
+    /// the new row once it is durable, or `None` if the grant was revoked or replaced meanwhile.
+    /// Goes through the grant writer, so it never waits behind other writes, and refreshes that
+    /// arrive together share one commit.
     #[allow(clippy::too_many_arguments)]
     pub async fn refresh_user_grant(
         &self,
@@ -173,38 +237,19 @@ impl Store {
         refresh: Option<(String, u64)>,
         now_ms: u64,
     ) -> Result<Option<UserGrantRow>, StorageError> {
-        self.call(move |c| {
-            let (refresh_sealed, refresh_expires) = match refresh {
-                Some((s, e)) => (Some(s), Some(e as i64)),
-                None => (None, None),
-            };
-            c.query_row(
-                &format!(
-                    "UPDATE user_grants SET
-                        access_sealed = ?4, access_issued_ms = ?5, access_expires_ms = ?6,
-                        refresh_sealed = coalesce(?7, refresh_sealed),
-                        refresh_expires_ms = coalesce(?8, refresh_expires_ms),
-                        generation = ?10, updated_at_ms = ?9
-                     WHERE credential = ?1 AND user_ref = ?2 AND generation = ?3
-                     RETURNING {COLUMNS}"
-                ),
-                params![
-                    credential,
-                    user_ref,
-                    generation,
-                    access_sealed,
-                    access_issued_ms as i64,
-                    access_expires_ms as i64,
-                    refresh_sealed,
-                    refresh_expires,
-                    now_ms as i64,
-                    next_generation()
-                ],
-                row,
-            )
-            .optional()
-        })
-        .await
+        self.inner
+            .grants
+            .write(GrantWrite::Refresh(RefreshWrite {
+                credential,
+                user_ref,
+                generation,
+                access_sealed,
+                access_issued_ms,
+                access_expires_ms,
+                refresh,
+                now_ms,
+            }))
+            .await
     }
 
     /// Deletes grants that can no longer produce a token at `now_ms`: the access token expired and

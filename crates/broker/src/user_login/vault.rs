@@ -5,6 +5,10 @@
 //! whoever holds it refreshes while the others wait for the result, and a sign-in or revoke for
 //! the same user waits for it too. The write-back is conditional on the grant's generation, so a
 //! grant revoked or replaced meanwhile is never brought back.
+//!
+//! A caller never waits for IMS longer than `[refresh] caller_wait`: then it gets the token being
+//! replaced if that is still valid, or 503 with `Retry-After`, while the refresh runs on in its
+//! own task and stores its result for the next caller.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,6 +89,18 @@ struct Loaded {
     unsaved: bool,
 }
 
+/// How soon a caller whose wait ran out should ask again.
+const STILL_REFRESHING_RETRY: Duration = Duration::from_secs(1);
+
+/// A user's place in the vault: the state behind the user's lock, and beside it what a caller may
+/// be served while a refresh holds that lock.
+#[derive(Debug, Default, Clone)]
+struct SlotRef {
+    state: Arc<tokio::sync::Mutex<Slot>>,
+    /// While a refresh is at IMS: the token it replaces, and until when that may be served.
+    interim: Arc<parking_lot::Mutex<Option<(UserToken, SystemTime)>>>,
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     grant: Option<Loaded>,
@@ -107,7 +123,7 @@ pub struct UserTokenVault {
     pub refresh_token_lifetime: Duration,
     pub backoff: RefreshConfig,
     pub metrics: Arc<Metrics>,
-    slots: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    slots: parking_lot::Mutex<HashMap<String, SlotRef>>,
 }
 
 fn context(credential: &str, user_ref: &str, column: &str) -> String {
@@ -158,7 +174,7 @@ impl UserTokenVault {
     /// The user's slot. Clones are only handed out under the map's lock, so a slot whose only
     /// reference is the map's is held by nobody and can be dropped without two slots ever
     /// existing for one user (which would allow two concurrent refreshes).
-    fn slot(&self, user_ref: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+    fn slot(&self, user_ref: &str) -> SlotRef {
         self.slots
             .lock()
             .entry(user_ref.to_owned())
@@ -170,7 +186,7 @@ impl UserTokenVault {
         let mut slots = self.slots.lock();
         if slots
             .get(user_ref)
-            .is_some_and(|slot| Arc::strong_count(slot) == 1)
+            .is_some_and(|slot| Arc::strong_count(&slot.state) == 1)
         {
             slots.remove(user_ref);
         }
@@ -188,10 +204,10 @@ impl UserTokenVault {
         let mut slots = self.slots.lock();
         let before = slots.len();
         slots.retain(|_, slot| {
-            if Arc::strong_count(slot) > 1 {
+            if Arc::strong_count(&slot.state) > 1 {
                 return true;
             }
-            match slot.try_lock() {
+            match slot.state.try_lock() {
                 Ok(s) => s.last_used.is_some_and(|t| t.elapsed() < idle),
                 Err(_) => true,
             }
@@ -231,7 +247,7 @@ impl UserTokenVault {
         tokens: &UserTokenResponse,
     ) -> Result<(), VaultError> {
         let slot = self.slot(user_ref);
-        let mut s = slot.lock().await;
+        let mut s = slot.state.lock().await;
         let superseded = self
             .store
             .user_grant(self.name().to_owned(), user_ref.to_owned())
@@ -284,30 +300,61 @@ impl UserTokenVault {
     /// The user's access token: from memory while it is fresh; refreshed (once, however many
     /// callers wait) when it is within its refresh margin.
     pub async fn token(self: &Arc<Self>, user_ref: &str) -> Result<UserToken, VaultError> {
-        let guard = self.slot(user_ref).lock_owned().await;
-        // Everything under the lock runs in its own task: a caller that gives up must not cancel
-        // a refresh between IMS rotating the refresh token and the write-back, or the new
-        // refresh token would be lost and the next attempt would present a dead one.
-        let this = Arc::clone(self);
-        let user = user_ref.to_owned();
-        let result = tokio::spawn(async move { this.token_locked(&user, guard).await })
-            .await
-            .unwrap_or_else(|_| {
-                Err(VaultError::Unavailable {
-                    cause: ImsError::transport("the user token task failed"),
-                    retry_after: Duration::from_secs(1),
-                })
-            });
+        let slot = self.slot(user_ref);
+        let deadline = tokio::time::Instant::now() + self.backoff.caller_wait;
+        // Waiting for the lock is waiting for whoever refreshes under it: bounded too.
+        let result = match tokio::time::timeout_at(deadline, slot.state.clone().lock_owned()).await
+        {
+            Ok(guard) => {
+                // Everything under the lock runs in its own task: a caller that gives up (or
+                // whose wait runs out) must not cancel a refresh between IMS rotating the refresh
+                // token and the write-back, or the new refresh token would be lost and the next
+                // attempt would present a dead one.
+                let this = Arc::clone(self);
+                let user = user_ref.to_owned();
+                let interim = slot.interim.clone();
+                let task =
+                    tokio::spawn(async move { this.token_locked(&user, guard, &interim).await });
+                match tokio::time::timeout_at(deadline, task).await {
+                    Ok(joined) => joined.unwrap_or_else(|_| {
+                        Err(VaultError::Unavailable {
+                            cause: ImsError::transport("the user token task failed"),
+                            retry_after: Duration::from_secs(1),
+                        })
+                    }),
+                    Err(_) => self.interim(&slot),
+                }
+            }
+            Err(_) => self.interim(&slot),
+        };
+        drop(slot);
         if matches!(result, Err(VaultError::NotSignedIn)) {
             self.release(user_ref);
         }
         result
     }
 
+    /// For a caller whose wait ran out while a refresh is at IMS: the token being replaced while
+    /// it is still valid, else 503 and a time to ask again (by then the result is stored).
+    fn interim(&self, slot: &SlotRef) -> Result<UserToken, VaultError> {
+        if let Some((token, until)) = slot.interim.lock().as_ref()
+            && self.clock.now() < *until
+        {
+            return Ok(token.clone());
+        }
+        Err(VaultError::Unavailable {
+            cause: ImsError::transport(
+                "IMS has not answered the refresh yet; it continues in the background",
+            ),
+            retry_after: STILL_REFRESHING_RETRY,
+        })
+    }
+
     async fn token_locked(
         &self,
         user_ref: &str,
         mut s: OwnedMutexGuard<Slot>,
+        interim: &parking_lot::Mutex<Option<(UserToken, SystemTime)>>,
     ) -> Result<UserToken, VaultError> {
         s.last_used = Some(tokio::time::Instant::now());
         if s.grant.is_none() {
@@ -324,7 +371,7 @@ impl UserTokenVault {
             self.save(user_ref, &mut s).await;
         }
         let now = self.clock.now();
-        let (refresh_due, servable, can_refresh) = {
+        let (refresh_due, servable, can_refresh, serve_until) = {
             let g = s.grant.as_ref().ok_or(VaultError::NotSignedIn)?;
             let lifetime = g.access.lifetime();
             let remaining = g.access.expires_at.duration_since(now).unwrap_or_default();
@@ -334,6 +381,7 @@ impl UserTokenVault {
                 remaining <= schedule::refresh_margin(lifetime, 0.0),
                 remaining > schedule::safety_margin(lifetime),
                 can_refresh,
+                g.access.expires_at - schedule::safety_margin(lifetime),
             )
         };
         if !refresh_due {
@@ -359,7 +407,12 @@ impl UserTokenVault {
                 retry_after: retry_at.duration_since(now).unwrap_or_default(),
             });
         }
-        match self.refresh(&s).await {
+        if servable {
+            *interim.lock() = Some((current(&s)?, serve_until));
+        }
+        let refreshed = self.refresh(&s).await;
+        *interim.lock() = None;
+        match refreshed {
             Ok(tokens) => {
                 self.metrics.user_token_refresh("ok");
                 if let Some(g) = s.grant.as_mut() {
@@ -549,7 +602,7 @@ impl UserTokenVault {
                 continue;
             }
             let slot = self.slot(&info.user_ref);
-            let mut s = slot.lock().await;
+            let mut s = slot.state.lock().await;
             let row = self
                 .store
                 .user_grant(self.name().to_owned(), info.user_ref.clone())
@@ -594,7 +647,7 @@ impl UserTokenVault {
     /// ends the whole grant), then the access token. `None` if the user had no grant.
     pub async fn revoke(&self, user_ref: &str) -> Result<Option<Revoked>, VaultError> {
         let slot = self.slot(user_ref);
-        let mut s = slot.lock().await;
+        let mut s = slot.state.lock().await;
         let row = self
             .store
             .delete_user_grant(self.name().to_owned(), user_ref.to_owned())

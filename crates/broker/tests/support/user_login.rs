@@ -49,6 +49,8 @@ pub struct UserOptions {
     pub scopes: Vec<&'static str>,
     pub token_lifetime_secs: u64,
     pub token_auth: &'static str,
+    /// `[refresh] caller_wait_ms`.
+    pub caller_wait_ms: u64,
 }
 
 impl Default for UserOptions {
@@ -57,6 +59,7 @@ impl Default for UserOptions {
             scopes: vec!["openid", "AdobeID", "offline_access"],
             token_lifetime_secs: 3600,
             token_auth: "client_secret_basic",
+            caller_wait_ms: 2000,
         }
     }
 }
@@ -118,8 +121,10 @@ sqlite_path = "imsgate.sqlite"
 [refresh]
 backoff_initial_ms = 200
 backoff_max_ms = 1000
+caller_wait_ms = {wait}
 "#,
         auth = o.token_auth,
+        wait = o.caller_wait_ms,
     )
 }
 
