@@ -114,12 +114,12 @@ fn problems_table() {
         (
             "[server]",
             "[refresh]\ncaller_wait_ms = 0\n[server]",
-            &["refresh.caller_wait_ms: must be between 1 and 60000"],
+            &["refresh.caller_wait_ms: must be between 1 and ims.request_timeout_ms"],
         ),
         (
             "[server]",
             "[refresh]\ncaller_wait_ms = 60001\n[server]",
-            &["refresh.caller_wait_ms: must be between 1 and 60000"],
+            &["refresh.caller_wait_ms: must be between 1 and ims.request_timeout_ms"],
         ),
         ("listen = \"127.0.0.1:0\"", "listen = 5", &["invalid type"]),
         (
