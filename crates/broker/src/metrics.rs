@@ -73,6 +73,7 @@ pub struct Metrics {
     pub certificate_expiry: Family<CredentialLabels, Gauge>,
     pub user_login_callbacks: Family<ConsentLabels, Counter>,
     pub user_token_refreshes: Family<ResultLabels, Counter>,
+    pub jwks_load_failures: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,8 +160,15 @@ impl Metrics {
             "User token refreshes with a refresh token, by result",
             user_token_refreshes.clone(),
         );
+        let jwks_load_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "jwks_load_failures",
+            "Key sets not loaded (fetch failed, malformed, duplicate kid); the previous keys stay",
+            jwks_load_failures.clone(),
+        );
         Self {
             registry,
+            jwks_load_failures,
             user_login_callbacks,
             user_token_refreshes,
             certificate_expiry,
@@ -187,6 +195,12 @@ impl Metrics {
 
     pub fn caller_auth_failure(&self, reason: &'static str) {
         self.caller_auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn jwks_load_failure(&self, reason: &'static str) {
+        self.jwks_load_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }

@@ -76,6 +76,7 @@ impl Broker {
                 ct.token_id_namespace,
                 clock.clone(),
                 config.ims.request_timeout,
+                metrics.clone(),
             )
         });
         let verifier = match verifier {
@@ -179,6 +180,7 @@ impl Broker {
                 crate::jwks::JwksCache::new(
                     config.ims.endpoints.jwks.clone(),
                     config.ims.request_timeout,
+                    metrics.clone(),
                 )
                 .map_err(|e| vec![e])?,
             ))

@@ -33,6 +33,8 @@ pub struct ConsentConfig {
     pub connect_ttl: Duration,
     pub session_ttl: Duration,
     pub id_token_leeway: Duration,
+    /// Oldest id_token `iat` accepted (plus the leeway): IMS mints the token on the redirect.
+    pub id_token_max_age: Duration,
     /// Allows plain-http loopback redirect URIs. Never for production.
     pub development_mode: bool,
 }
@@ -66,6 +68,7 @@ pub(super) struct RawConsent {
     connect_ttl_seconds: Option<u64>,
     session_ttl_seconds: Option<u64>,
     id_token_leeway_seconds: Option<u64>,
+    id_token_max_age_seconds: Option<u64>,
     #[serde(default)]
     development_mode: bool,
 }
@@ -177,6 +180,7 @@ pub(super) fn validate_consent(
         raw.session_ttl_seconds,
         raw.id_token_leeway_seconds,
     );
+    let id_token_max_age = id_token_max_age(p, at, raw.id_token_max_age_seconds);
     check_callback(
         p,
         at,
@@ -194,6 +198,7 @@ pub(super) fn validate_consent(
         connect_ttl,
         session_ttl,
         id_token_leeway,
+        id_token_max_age,
         development_mode: raw.development_mode,
     })
 }
@@ -257,6 +262,18 @@ pub(super) fn flow_ttls(
         p.push(&format!("{at}.id_token_leeway_seconds"), "at most 300");
     }
     [ticket_ttl, session_ttl, id_token_leeway]
+}
+
+/// `id_token_max_age_seconds`: default 300, between 1 and 3600.
+pub(super) fn id_token_max_age(p: &mut Problems, at: &str, v: Option<u64>) -> Duration {
+    let secs = v.unwrap_or(300);
+    if !(1..=3600).contains(&secs) {
+        p.push(
+            &format!("{at}.id_token_max_age_seconds"),
+            "must be between 1 and 3600",
+        );
+    }
+    Duration::from_secs(secs)
 }
 
 /// The accepted id_token issuers; by default both spellings IMS uses for the configured base.

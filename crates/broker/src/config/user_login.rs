@@ -34,6 +34,8 @@ pub struct UserLoginConfig {
     pub login_ttl: Duration,
     pub session_ttl: Duration,
     pub id_token_leeway: Duration,
+    /// Oldest id_token `iat` accepted (plus the leeway): IMS mints the token with the code.
+    pub id_token_max_age: Duration,
     /// How long IMS keeps a refresh token usable (14 days); a grant older than this needs a new
     /// sign-in without asking IMS.
     pub refresh_token_lifetime: Duration,
@@ -54,6 +56,7 @@ pub(super) struct RawUserLogin {
     login_ttl_seconds: Option<u64>,
     session_ttl_seconds: Option<u64>,
     id_token_leeway_seconds: Option<u64>,
+    id_token_max_age_seconds: Option<u64>,
     refresh_token_lifetime_days: Option<u64>,
     #[serde(default)]
     development_mode: bool,
@@ -145,6 +148,7 @@ pub(super) fn validate(
         raw.session_ttl_seconds,
         raw.id_token_leeway_seconds,
     );
+    let id_token_max_age = super::consent::id_token_max_age(p, at, raw.id_token_max_age_seconds);
     let days = raw.refresh_token_lifetime_days.unwrap_or(14);
     if !(1..=365).contains(&days) {
         p.push(
@@ -174,6 +178,7 @@ pub(super) fn validate(
         login_ttl,
         session_ttl,
         id_token_leeway,
+        id_token_max_age,
         refresh_token_lifetime: Duration::from_secs(days * 24 * 3600),
         development_mode: raw.development_mode,
     })

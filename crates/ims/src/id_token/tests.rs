@@ -996,8 +996,9 @@ fn a_sign_in_token_yields_the_user_and_gets_the_same_checks() {
 #[test]
 fn freshness_table() {
     use IdTokenError::*;
-    // (name, iat, exp, max_age, leeway, want)
-    let rows: &[(&str, u64, u64, u64, u64, Result<(), IdTokenError>)] = &[
+    /// (name, iat, exp, max_age, leeway, want)
+    type Row = (&'static str, u64, u64, u64, u64, Result<(), IdTokenError>);
+    let rows: &[Row] = &[
         ("just issued", NOW, NOW + 3600, 300, 60, Ok(())),
         ("at the maximum age", NOW - 300, NOW + 3600, 300, 60, Ok(())),
         (
