@@ -1,16 +1,28 @@
 //! Verifies the caller token the partner's backend gives its signed-in users: HS256 with a shared
-//! secret, or RS256/ES256 through a JWKS URL; exact algorithm allow-list, issuer and audience
-//! checked, `sub` and `exp` required, read only from the `Authorization` header.
+//! secret, or RS256/ES256 through a JWKS URL, read only from the `Authorization` header.
+//!
+//! Each token is checked against exactly the algorithm its header names, once that name is on the
+//! exact allow-list, with a key the one key-selection rule permits for it (`jwks.rs`); the header
+//! and claims are parsed strictly (duplicate JSON keys refused), a header naming extensions
+//! (`crit`) is refused, the signature is checked before any claim is read, and claim shapes come
+//! before values: `iss` and `sub` strings, `aud` by the audience rule of
+//! `imsgate_ims::claims::check_audience`, NumericDates.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use imsgate_ims::claims::{check_audience, string_claim, time_claim};
+use imsgate_ims::strict_json;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
 use crate::config::{CallerAlgorithm, CallerAuthConfig, CallerKeyConfig};
-use crate::jwks::JwksCache;
+use crate::jwks::{JwksCache, KeyError};
+use crate::metrics::Metrics;
 use crate::verified::{Verified, VerifiedCache};
 
 /// Caller tokens larger than this are refused before any parsing.
@@ -27,7 +39,11 @@ pub enum AuthFailure {
     TooLarge,
     Malformed,
     Algorithm,
+    /// The header names JWS extensions (`crit`, or `b64`/`zip`, which change what is signed).
+    Critical,
     UnknownKey,
+    /// The key with the token's `kid` may not verify its algorithm (`use`, `key_ops`, `alg`, `kty`).
+    KeyUse,
     Signature,
     Claims,
     Expired,
@@ -42,7 +58,9 @@ impl AuthFailure {
             Self::TooLarge => "too_large",
             Self::Malformed => "malformed",
             Self::Algorithm => "algorithm",
+            Self::Critical => "crit",
             Self::UnknownKey => "unknown_key",
+            Self::KeyUse => "key_use",
             Self::Signature => "signature",
             Self::Claims => "claims",
             Self::Expired => "expired",
@@ -63,15 +81,16 @@ pub struct Caller {
 
 enum Keys {
     Hs256(DecodingKey),
-    Jwks {
-        cache: JwksCache,
-        algorithms: Vec<Algorithm>,
-    },
+    /// Boxed: the cache is large and built once.
+    Jwks(Box<JwksCache>),
 }
 
 pub struct CallerVerifier {
     keys: Keys,
-    validation: Validation,
+    /// The exact allow-list, as `(header name, algorithm)`.
+    algorithms: Vec<(&'static str, Algorithm)>,
+    issuer: String,
+    audience: String,
     leeway: Duration,
     max_lifetime: Duration,
     clock: SharedClock,
@@ -85,14 +104,6 @@ impl std::fmt::Debug for CallerVerifier {
     }
 }
 
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    iat: Option<u64>,
-    nbf: Option<u64>,
-}
-
 impl CallerVerifier {
     /// Builds the verifier, loading the shared secret if one is configured.
     pub fn new(
@@ -100,6 +111,7 @@ impl CallerVerifier {
         token_id_namespace: uuid::Uuid,
         clock: SharedClock,
         http_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let (keys, algorithms) = match &config.key {
             CallerKeyConfig::Hs256 { secret } => {
@@ -111,38 +123,26 @@ impl CallerVerifier {
                 }
                 (
                     Keys::Hs256(DecodingKey::from_secret(secret.expose().as_bytes())),
-                    vec![Algorithm::HS256],
+                    vec![("HS256", Algorithm::HS256)],
                 )
             }
             CallerKeyConfig::Jwks { url, algorithms } => {
-                let algorithms: Vec<Algorithm> = algorithms
+                let algorithms = algorithms
                     .iter()
                     .map(|a| match a {
-                        CallerAlgorithm::Rs256 => Algorithm::RS256,
-                        CallerAlgorithm::Es256 => Algorithm::ES256,
+                        CallerAlgorithm::Rs256 => ("RS256", Algorithm::RS256),
+                        CallerAlgorithm::Es256 => ("ES256", Algorithm::ES256),
                     })
                     .collect();
-                let cache = JwksCache::new(url.clone(), http_timeout)?;
-                (
-                    Keys::Jwks {
-                        cache,
-                        algorithms: algorithms.clone(),
-                    },
-                    algorithms,
-                )
+                let cache = JwksCache::new(url.clone(), http_timeout, metrics)?;
+                (Keys::Jwks(Box::new(cache)), algorithms)
             }
         };
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.set_issuer(&[config.issuer.as_str()]);
-        validation.set_audience(&[config.audience.as_str()]);
-        // Time checks use the injected clock below, so the library's own are off.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         Ok(Self {
             keys,
-            validation,
+            algorithms,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
             leeway: config.leeway,
             max_lifetime: config.max_lifetime,
             clock,
@@ -172,68 +172,115 @@ impl CallerVerifier {
         if let Some(hit) = self.verified.get(token, now, leeway) {
             return Ok(hit.caller);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Malformed)?;
-        if !self.validation.algorithms.contains(&header.alg) {
-            return Err(AuthFailure::Algorithm);
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthFailure::Malformed);
+        };
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        let header = decode_object(header)?;
+        // Exact, case-sensitive names from the allow-list; the token is then checked against that
+        // one algorithm only, so an allow-list mixing key families works and confusion cannot.
+        let (alg_name, alg) = match header.get("alg") {
+            Some(Value::String(a)) => *self
+                .algorithms
+                .iter()
+                .find(|(name, _)| *name == a.as_str())
+                .ok_or(AuthFailure::Algorithm)?,
+            _ => return Err(AuthFailure::Algorithm),
+        };
+        // No JWS extension is understood, so a token naming any must be refused (RFC 7515
+        // §4.1.11); `b64` and `zip` change what the signature covers.
+        if ["crit", "b64", "zip"]
+            .iter()
+            .any(|k| header.contains_key(*k))
+        {
+            return Err(AuthFailure::Critical);
         }
-        let data = match &self.keys {
-            Keys::Hs256(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation),
-            Keys::Jwks { cache, algorithms } => {
-                debug_assert!(algorithms.contains(&header.alg));
-                let kid = header.kid.as_deref().ok_or(AuthFailure::UnknownKey)?;
-                let key = cache.key(kid).await.ok_or(AuthFailure::UnknownKey)?;
-                if key.family != header.alg.family() {
-                    return Err(AuthFailure::Algorithm);
-                }
-                jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation)
+        let jwks_key;
+        let key = match &self.keys {
+            Keys::Hs256(key) => key,
+            Keys::Jwks(cache) => {
+                let kid = match header.get("kid") {
+                    Some(Value::String(kid)) => kid,
+                    Some(_) => return Err(AuthFailure::Malformed),
+                    None => return Err(AuthFailure::UnknownKey),
+                };
+                jwks_key = cache.key_for(kid, alg_name).await.map_err(|e| match e {
+                    KeyError::Unknown => AuthFailure::UnknownKey,
+                    KeyError::NotUsable(_) => AuthFailure::KeyUse,
+                })?;
+                &*jwks_key.key
             }
         };
-        let claims = data.map_err(classify)?.claims;
-        if claims.exp.saturating_add(leeway) <= now {
-            return Err(AuthFailure::Expired);
+        match jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), key, alg) {
+            Ok(true) => {}
+            Ok(false) => return Err(AuthFailure::Signature),
+            Err(_) => return Err(AuthFailure::Malformed),
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now + leeway)
-            || claims.iat.is_some_and(|iat| iat > now + leeway)
-        {
-            return Err(AuthFailure::Claims);
-        }
-        // A caller token valid for hours is a standing credential; refuse ones that outlive the
-        // configured maximum from now.
-        if claims.exp > now + self.max_lifetime.as_secs() + leeway {
-            return Err(AuthFailure::TooLongLived);
-        }
-        if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
-            return Err(AuthFailure::Claims);
-        }
+        let claims = decode_object(payload).map_err(|_| AuthFailure::Claims)?;
+        let checked = self.check_claims(&claims, now)?;
         let caller = Caller {
-            token_id: uuid::Uuid::new_v5(&self.token_id_namespace, claims.sub.as_bytes()),
+            token_id: uuid::Uuid::new_v5(&self.token_id_namespace, checked.sub.as_bytes()),
         };
         self.verified.insert(
             token,
             Verified {
                 caller,
-                exp: claims.exp,
+                exp: checked.exp,
             },
             now,
         );
         Ok(caller)
     }
+
+    /// Shapes first (strings, the audience rule, NumericDates), then values.
+    fn check_claims<'c>(
+        &self,
+        claims: &'c Map<String, Value>,
+        now: u64,
+    ) -> Result<CheckedClaims<'c>, AuthFailure> {
+        let bad = |_| AuthFailure::Claims;
+        let iss = string_claim(claims, "iss").map_err(bad)?;
+        let sub = string_claim(claims, "sub").map_err(bad)?;
+        let exp = time_claim(claims, "exp")
+            .map_err(bad)?
+            .ok_or(AuthFailure::Claims)?;
+        let iat = time_claim(claims, "iat").map_err(bad)?;
+        let nbf = time_claim(claims, "nbf").map_err(bad)?;
+        check_audience(claims, &self.audience).map_err(bad)?;
+        if iss != self.issuer {
+            return Err(AuthFailure::Claims);
+        }
+        let leeway = self.leeway.as_secs();
+        if exp.saturating_add(leeway) <= now {
+            return Err(AuthFailure::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now + leeway) || iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(AuthFailure::Claims);
+        }
+        // A caller token valid for hours is a standing credential; refuse ones that outlive the
+        // configured maximum from now.
+        if exp > now + self.max_lifetime.as_secs() + leeway {
+            return Err(AuthFailure::TooLongLived);
+        }
+        if sub.is_empty() || sub.len() > MAX_SUB_BYTES {
+            return Err(AuthFailure::Claims);
+        }
+        Ok(CheckedClaims { sub, exp })
+    }
 }
 
-fn classify(e: jsonwebtoken::errors::Error) -> AuthFailure {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match e.kind() {
-        K::InvalidSignature => AuthFailure::Signature,
-        K::InvalidAlgorithm | K::InvalidAlgorithmName => AuthFailure::Algorithm,
-        K::ExpiredSignature => AuthFailure::Expired,
-        K::InvalidIssuer
-        | K::InvalidAudience
-        | K::InvalidSubject
-        | K::MissingRequiredClaim(_)
-        | K::ImmatureSignature => AuthFailure::Claims,
-        K::Json(_) => AuthFailure::Claims,
-        _ => AuthFailure::Malformed,
-    }
+struct CheckedClaims<'c> {
+    sub: &'c str,
+    exp: u64,
+}
+
+/// A base64url segment holding one JSON object, duplicate keys refused at any depth.
+fn decode_object(segment: &str) -> Result<Map<String, Value>, AuthFailure> {
+    let bytes = B64.decode(segment).map_err(|_| AuthFailure::Malformed)?;
+    strict_json::parse_object(&bytes).map_err(|_| AuthFailure::Malformed)
 }
 
 /// Extracts the token from `Bearer <token>`, the scheme matched case-insensitively (RFC 7235).

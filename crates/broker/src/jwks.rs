@@ -1,38 +1,107 @@
-//! A JWKS fetched from a configured URL, cached, with one rate-limited refetch on an unknown `kid`
-//! so key rotation works without letting a stream of bogus kids hammer the key server.
+//! A JWKS fetched from a configured URL, cached, with refetches on an unknown `kid` limited by a
+//! small token bucket, so a rotated key is picked up within seconds while a stream of bogus kids
+//! cannot hammer the key server.
 //!
-//! Invariant: keys come only from the configured URL, never from a token's header.
+//! Invariants: keys come only from the configured URL, never from a token's header; a key is
+//! handed out only for a token algorithm it permits ([`imsgate_ims::jwk::KeyUse::permits`], the
+//! one key-selection rule for caller tokens and both id_token flows); a set that is malformed or
+//! names a `kid` twice is refused whole, with a log line and a metric, and the last good set stays.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use imsgate_ims::id_token::RsaPublicKey;
+use imsgate_ims::jwk::{self, KeyMaterial, KeyRefusal, KeyUse};
 use jsonwebtoken::DecodingKey;
-use jsonwebtoken::jwk::JwkSet;
 use parking_lot::RwLock;
 use tokio::time::Instant;
 use url::Url;
 
-/// Minimum spacing between refetches triggered by unknown kids. A routine load does not count, so
-/// a key rotated just after a load is picked up at once.
-const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
-/// Keys are refetched in the background of a lookup once this old.
+use crate::metrics::Metrics;
+
+/// Unknown-kid refetches allowed back to back after a quiet spell.
+const REFETCH_BURST: u32 = 4;
+/// One refetch is earned back this often; under a sustained storm of bogus kids this is the
+/// longest a genuinely rotated key waits, since every refetch also brings in the new key.
+const REFETCH_REFILL: Duration = Duration::from_secs(3);
+/// Minimum spacing between refetches, whatever the budget.
+const REFETCH_SPACING: Duration = Duration::from_secs(1);
+/// Keys are reloaded on a lookup once this old.
 const MAX_AGE: Duration = Duration::from_secs(3600);
 const MAX_JWKS_BYTES: usize = 64 * 1024;
 
+/// A verification key from the set, with what it may be used for.
 #[derive(Clone)]
 pub struct JwksKey {
+    usage: Arc<KeyUse>,
+    /// For caller tokens (RS256 or ES256, through jsonwebtoken).
     pub key: Arc<DecodingKey>,
-    pub family: jsonwebtoken::AlgorithmFamily,
     /// The raw RSA components, for the id_token verifier in `imsgate-ims`.
-    pub rsa: Option<Arc<imsgate_ims::id_token::RsaPublicKey>>,
+    pub rsa: Option<Arc<RsaPublicKey>>,
 }
 
 impl std::fmt::Debug for JwksKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwksKey")
-            .field("family", &self.family)
+            .field("kty", &self.usage.kty)
             .finish()
+    }
+}
+
+/// Why no key was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// No key with that `kid` (after the refetch the budget allowed).
+    Unknown,
+    /// A key with that `kid` exists but may not verify this algorithm.
+    NotUsable(KeyRefusal),
+}
+
+/// The unknown-kid refetch budget: a token bucket of [`REFETCH_BURST`] refilled one per
+/// [`REFETCH_REFILL`], with at least [`REFETCH_SPACING`] between refetches. Pure, so it is tested
+/// with plain instants.
+#[derive(Debug)]
+struct RefetchBudget {
+    tokens: u32,
+    refilled_at: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Default for RefetchBudget {
+    fn default() -> Self {
+        Self {
+            tokens: REFETCH_BURST,
+            refilled_at: None,
+            last: None,
+        }
+    }
+}
+
+impl RefetchBudget {
+    fn try_take(&mut self, now: Instant) -> bool {
+        let since = self.refilled_at.get_or_insert(now);
+        let earned =
+            now.saturating_duration_since(*since).as_millis() / REFETCH_REFILL.as_millis().max(1);
+        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(REFETCH_BURST);
+            *since += REFETCH_REFILL * earned;
+        }
+        if self.tokens >= REFETCH_BURST {
+            // A full bucket earns nothing while it waits.
+            self.refilled_at = Some(now);
+        }
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < REFETCH_SPACING)
+            || self.tokens == 0
+        {
+            return false;
+        }
+        self.tokens -= 1;
+        self.last = Some(now);
+        true
     }
 }
 
@@ -40,8 +109,10 @@ impl std::fmt::Debug for JwksKey {
 struct Snapshot {
     keys: HashMap<String, JwksKey>,
     fetched_at: Option<Instant>,
-    /// When an unknown kid last forced a refetch.
-    forced_at: Option<Instant>,
+    /// When the last fetch was attempted, and whether it failed.
+    attempted_at: Option<Instant>,
+    failed: bool,
+    budget: RefetchBudget,
 }
 
 /// A cached key set.
@@ -51,6 +122,7 @@ pub struct JwksCache {
     snapshot: RwLock<Snapshot>,
     /// Serialises fetches so concurrent misses cause one request.
     fetch_lock: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -61,8 +133,33 @@ impl std::fmt::Debug for JwksCache {
     }
 }
 
+/// Why a fetched set was not used; the code is the metric label.
+#[derive(Debug)]
+enum LoadError {
+    Fetch(String),
+    Refused(jwk::JwksError),
+}
+
+impl LoadError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Fetch(_) => "fetch",
+            Self::Refused(e) => e.code(),
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fetch(e) => f.write_str(e),
+            Self::Refused(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 impl JwksCache {
-    pub fn new(url: Url, timeout: Duration) -> Result<Self, String> {
+    pub fn new(url: Url, timeout: Duration, metrics: Arc<Metrics>) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -73,12 +170,22 @@ impl JwksCache {
             http,
             snapshot: RwLock::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
+            metrics,
         })
     }
 
-    /// The key for `kid`, fetching the set if it is absent, stale, or lacks that kid (at most once
-    /// per [`REFETCH_INTERVAL`]).
-    pub async fn key(&self, kid: &str) -> Option<JwksKey> {
+    /// The key for `kid` if it may verify a token signed with `alg` (the header's, already on the
+    /// verifier's allow-list).
+    pub async fn key_for(&self, kid: &str, alg: &str) -> Result<JwksKey, KeyError> {
+        let key = self.key(kid).await.ok_or(KeyError::Unknown)?;
+        key.usage.permits(alg).map_err(KeyError::NotUsable)?;
+        Ok(key)
+    }
+
+    /// The key for `kid`, fetching the set if it was never loaded, is stale, or lacks that kid
+    /// (then within the refetch budget).
+    async fn key(&self, kid: &str) -> Option<JwksKey> {
+        let arrived = Instant::now();
         {
             let snap = self.snapshot.read();
             let fresh = snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
@@ -89,90 +196,142 @@ impl JwksCache {
             }
         }
         let _guard = self.fetch_lock.lock().await;
-        // Another caller may have fetched while we waited for the lock.
-        let forced = {
-            let snap = self.snapshot.read();
-            let fresh = snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
-            let recently_forced = snap
-                .forced_at
-                .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL);
-            match snap.keys.get(kid) {
-                Some(k) if fresh || recently_forced => return Some(k.clone()),
-                // Known but stale: a routine reload, keeping the old key if it fails.
-                Some(_) => false,
-                // Unknown kid: one forced refetch per interval, whatever kids callers send.
-                None if recently_forced => return None,
-                None => fresh,
+        {
+            let mut snap = self.snapshot.write();
+            // A fetch that started after this lookup arrived already answers it.
+            if snap.attempted_at.is_some_and(|t| t >= arrived) {
+                return snap.keys.get(kid).cloned();
             }
-        };
+            let now = Instant::now();
+            let fresh = snap
+                .fetched_at
+                .is_some_and(|t| now.saturating_duration_since(t) < MAX_AGE);
+            let known = snap.keys.get(kid).cloned();
+            match known {
+                Some(k) if fresh => return Some(k),
+                // Unknown kid in a fresh set: a refetch within the budget.
+                None if fresh => {
+                    if !snap.budget.try_take(now) {
+                        return None;
+                    }
+                }
+                // Never loaded or stale: a routine load, unless the last attempt failed, in which
+                // case retries also come out of the budget so failures cannot become a storm.
+                k => {
+                    if snap.failed && !snap.budget.try_take(now) {
+                        return k;
+                    }
+                }
+            }
+        }
         let result = self.fetch().await;
         let mut snap = self.snapshot.write();
         let now = Instant::now();
-        if forced {
-            snap.forced_at = Some(now);
-        }
+        snap.attempted_at = Some(now);
         match result {
             Ok(keys) => {
                 snap.keys = keys;
                 snap.fetched_at = Some(now);
+                snap.failed = false;
             }
             Err(e) => {
-                tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed");
-                // Keep the old keys; a failed load counts as a forced fetch so failures cannot be
-                // turned into a request storm against the key server.
-                snap.forced_at = Some(now);
+                self.metrics.jwks_load_failure(e.code());
+                tracing::warn!(url = %self.url, reason = e.code(), error = %e, "JWKS not loaded; keeping the previous keys");
+                snap.failed = true;
             }
         }
         snap.keys.get(kid).cloned()
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, JwksKey>, String> {
+    async fn fetch(&self) -> Result<HashMap<String, JwksKey>, LoadError> {
+        let fetch = |e: String| LoadError::Fetch(e);
         let mut resp = self
             .http
             .get(self.url.clone())
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| fetch(e.to_string()))?;
         if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status().as_u16()));
+            return Err(fetch(format!("HTTP {}", resp.status().as_u16())));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| fetch(e.to_string()))? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err("JWKS too large".into());
+                return Err(fetch("JWKS too large".into()));
             }
             body.extend_from_slice(&chunk);
         }
-        let set: JwkSet =
-            serde_json::from_slice(&body).map_err(|e| format!("invalid JWKS: {e}"))?;
+        let set = jwk::parse_set(&body).map_err(LoadError::Refused)?;
         let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else {
-                continue;
-            };
-            // Keys we cannot use (other types, encryption keys) are skipped, not fatal.
-            if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                let (family, rsa) = match &jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(p) => (
-                        jsonwebtoken::AlgorithmFamily::Rsa,
-                        imsgate_ims::id_token::RsaPublicKey::from_jwk_components(&p.n, &p.e)
-                            .map(Arc::new),
-                    ),
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => {
-                        (jsonwebtoken::AlgorithmFamily::Ec, None)
-                    }
-                    _ => continue,
-                };
-                keys.insert(
-                    kid,
-                    JwksKey {
-                        key: Arc::new(key),
-                        family,
-                        rsa,
-                    },
-                );
+        for k in set {
+            if let Some(key) = usable(&k) {
+                keys.insert(k.kid, key);
             }
         }
         Ok(keys)
+    }
+}
+
+/// The key material as verifiers take it; `None` for keys no verifier here can use (RSA under
+/// 2048 bits, curves other than P-256, bad encodings).
+fn usable(k: &jwk::Jwk) -> Option<JwksKey> {
+    let (key, rsa) = match &k.material {
+        KeyMaterial::Rsa { n, e } => {
+            let rsa = RsaPublicKey::from_jwk_components(n, e)?;
+            (DecodingKey::from_rsa_components(n, e).ok()?, Some(rsa))
+        }
+        KeyMaterial::Ec { crv, x, y } if crv == "P-256" => {
+            (DecodingKey::from_ec_components(x, y).ok()?, None)
+        }
+        KeyMaterial::Ec { .. } => return None,
+    };
+    Some(JwksKey {
+        usage: Arc::new(k.usage.clone()),
+        key: Arc::new(key),
+        rsa: rsa.map(Arc::new),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A storm of bogus kids gets at most the burst plus one refetch per refill period, and a
+    /// refetch is always available again within the refill period (so a real rotation is seen).
+    #[test]
+    fn the_refetch_budget_bounds_storms_and_recovers_quickly() {
+        let start = Instant::now();
+        let mut b = RefetchBudget::default();
+        // Ten minutes of one lookup every 10 ms.
+        let mut granted = Vec::new();
+        for i in 0..60_000u64 {
+            let t = start + Duration::from_millis(i * 10);
+            if b.try_take(t) {
+                granted.push(t);
+            }
+        }
+        let allowed = REFETCH_BURST as u64 + 600 / REFETCH_REFILL.as_secs();
+        assert!(
+            granted.len() as u64 <= allowed,
+            "{} refetches, at most {allowed}",
+            granted.len()
+        );
+        for w in granted.windows(2) {
+            let gap = w[1] - w[0];
+            assert!(gap >= REFETCH_SPACING, "spacing {gap:?}");
+            assert!(gap <= REFETCH_REFILL, "a refetch waited {gap:?}");
+        }
+        // After a quiet spell the burst is back: refetches one spacing apart.
+        let later = start + Duration::from_secs(3600);
+        let mut b2 = b;
+        let quick: Vec<bool> = (0..REFETCH_BURST as u64)
+            .map(|i| b2.try_take(later + REFETCH_SPACING * i as u32))
+            .collect();
+        assert!(quick.iter().all(|g| *g), "{quick:?}");
+        // Never two within the spacing.
+        let mut b3 = RefetchBudget::default();
+        assert!(b3.try_take(start));
+        assert!(!b3.try_take(start + REFETCH_SPACING - Duration::from_millis(1)));
+        assert!(b3.try_take(start + REFETCH_SPACING));
     }
 }

@@ -77,6 +77,7 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Connections the server closed itself, by reason.
     pub connections_closed: Family<ReasonLabels, Counter>,
+    pub jwks_load_failures: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -175,10 +176,17 @@ impl Metrics {
             "Connections closed by the server: header_timeout, idle_timeout, or evicted to make room at the cap",
             connections_closed.clone(),
         );
+        let jwks_load_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "jwks_load_failures",
+            "Key sets not loaded (fetch failed, malformed, duplicate kid); the previous keys stay",
+            jwks_load_failures.clone(),
+        );
         Self {
             registry,
             connections,
             connections_closed,
+            jwks_load_failures,
             user_login_callbacks,
             user_token_refreshes,
             certificate_expiry,
@@ -205,6 +213,12 @@ impl Metrics {
 
     pub fn caller_auth_failure(&self, reason: &'static str) {
         self.caller_auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn jwks_load_failure(&self, reason: &'static str) {
+        self.jwks_load_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }

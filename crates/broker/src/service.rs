@@ -77,6 +77,7 @@ impl Broker {
                 ct.token_id_namespace,
                 clock.clone(),
                 config.ims.request_timeout,
+                metrics.clone(),
             )
         });
         let verifier = match verifier {
@@ -180,6 +181,7 @@ impl Broker {
                 crate::jwks::JwksCache::new(
                     config.ims.endpoints.jwks.clone(),
                     config.ims.request_timeout,
+                    metrics.clone(),
                 )
                 .map_err(|e| vec![e])?,
             ))

@@ -3,14 +3,23 @@
 //!
 //! Only successes are cached, expiry is re-checked on every hit, and the size is capped, so the
 //! cache can neither extend a token's life nor be grown without bound by an attacker (who cannot
-//! produce tokens that verify).
+//! produce tokens that verify). Entries are keyed by the token's SHA-256, not the token: each
+//! entry is a fixed [`ENTRY_BYTES`] however large the token, and hashing needs no allocation.
 
+use aws_lc_rs::digest::{SHA256, digest};
 use dashmap::DashMap;
 
 use crate::caller_auth::Caller;
 
 /// Most entries kept. Past this, expired entries are swept; if still full, new ones are not cached.
 const MAX_ENTRIES: usize = 50_000;
+
+/// SHA-256 of the whole compact token. A collision would need a second token with the same digest,
+/// which SHA-256's collision resistance rules out.
+type TokenDigest = [u8; 32];
+
+/// The size of one entry's key and value, before the map's own per-slot overhead.
+pub const ENTRY_BYTES: usize = std::mem::size_of::<(TokenDigest, Verified)>();
 
 #[derive(Debug, Clone, Copy)]
 pub struct Verified {
@@ -21,18 +30,26 @@ pub struct Verified {
 
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
-    map: DashMap<Box<str>, Verified>,
+    map: DashMap<TokenDigest, Verified>,
+}
+
+fn key(token: &str) -> TokenDigest {
+    let d = digest(&SHA256, token.as_bytes());
+    let mut k = [0u8; 32];
+    k.copy_from_slice(d.as_ref());
+    k
 }
 
 impl VerifiedCache {
     /// The cached result for `token` if it is still within `exp` (plus `leeway`) at `now`.
     pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Verified> {
-        let hit = self.map.get(token)?;
+        let k = key(token);
+        let hit = self.map.get(&k)?;
         if hit.exp.saturating_add(leeway) > now {
             return Some(*hit);
         }
         drop(hit);
-        self.map.remove(token);
+        self.map.remove(&k);
         None
     }
 
@@ -43,7 +60,7 @@ impl VerifiedCache {
                 return;
             }
         }
-        self.map.insert(token.into(), verified);
+        self.map.insert(key(token), verified);
     }
 
     pub fn len(&self) -> usize {

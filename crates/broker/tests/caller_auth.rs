@@ -1,5 +1,6 @@
 //! Caller-token authentication for `/api/client-token`: a table of refused tokens (all 401 with
-//! `WWW-Authenticate: Bearer error="invalid_token"`), and JWKS mode with key rotation.
+//! `WWW-Authenticate: Bearer error="invalid_token"`), every documented `caller_auth` example
+//! against every algorithm, and JWKS mode with key rotation and its refetch budget.
 
 mod support;
 
@@ -20,6 +21,12 @@ async fn assert_401(h: &Harness, name: &str, req: reqwest::RequestBuilder) {
     assert_eq!(body["error"], "invalid_token", "case {name}");
     assert!(body["error_description"].is_string(), "case {name}");
     let _ = h;
+}
+
+/// A token with raw header and claims JSON, signed HS256 with the right key.
+fn forged_raw(header: &str, claims: &str) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims));
+    format!("{input}.{}", hmac_sig::sign(CALLER_KEY, &input))
 }
 
 fn with(mut c: Value, key: &str, v: Value) -> Value {
@@ -178,9 +185,107 @@ async fn refused_caller_tokens_table() {
             "two tokens",
             bearer(format!("{} {}", hs(good.clone()), hs(good.clone()))),
         ),
+        // Header extensions: none is supported, so naming any refuses the token.
+        (
+            "crit",
+            bearer(forged(
+                &json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}),
+                &good,
+                CALLER_KEY,
+            )),
+        ),
+        (
+            "empty crit",
+            bearer(forged(
+                &json!({"alg": "HS256", "crit": []}),
+                &good,
+                CALLER_KEY,
+            )),
+        ),
+        (
+            "b64 false",
+            bearer(forged(
+                &json!({"alg": "HS256", "b64": false}),
+                &good,
+                CALLER_KEY,
+            )),
+        ),
+        // Duplicate JSON keys: the last `alg` would be HS256, the last `sub` another user.
+        (
+            "duplicate alg in header",
+            bearer(forged_raw(
+                r#"{"alg":"none","alg":"HS256"}"#,
+                &good.to_string(),
+            )),
+        ),
+        (
+            "duplicate sub in claims",
+            bearer(forged_raw(
+                r#"{"alg":"HS256"}"#,
+                &format!(
+                    r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","sub":"user-1","sub":"admin","exp":{}}}"#,
+                    now + 300
+                ),
+            )),
+        ),
+        // Claim shapes before values.
+        (
+            "iss array of the issuer",
+            bearer(hs(with(good.clone(), "iss", json!([ISSUER])))),
+        ),
+        (
+            "iss array with another issuer",
+            bearer(hs(with(
+                good.clone(),
+                "iss",
+                json!([ISSUER, "https://evil.example"]),
+            ))),
+        ),
+        (
+            "aud array with an extra audience and no azp",
+            bearer(hs(with(good.clone(), "aud", json!([AUDIENCE, "other"])))),
+        ),
+        (
+            "azp of another party",
+            bearer(hs(with(good.clone(), "azp", json!("other")))),
+        ),
+        (
+            "aud empty array",
+            bearer(hs(with(good.clone(), "aud", json!([])))),
+        ),
+        (
+            "sub a number",
+            bearer(hs(with(good.clone(), "sub", json!(42)))),
+        ),
+        (
+            "iat a string",
+            bearer(hs(with(good.clone(), "iat", json!(now.to_string())))),
+        ),
     ];
     for (name, req) in cases {
         assert_401(&h, name, req).await;
+    }
+    // Accepted shapes under the audience rule, and fractional NumericDates.
+    let accepted: Vec<(&str, Value)> = vec![
+        (
+            "aud array of one",
+            with(good.clone(), "aud", json!([AUDIENCE])),
+        ),
+        (
+            "aud array with an extra audience and azp",
+            with(
+                with(good.clone(), "aud", json!([AUDIENCE, "other"])),
+                "azp",
+                json!(AUDIENCE),
+            ),
+        ),
+        (
+            "fractional exp",
+            with(good.clone(), "exp", json!(now as f64 + 300.5)),
+        ),
+    ];
+    for (name, c) in accepted {
+        assert_eq!(bearer(hs(c)).send().await.unwrap().status(), 200, "{name}");
     }
     // Lowercase and uppercase scheme names are accepted (RFC 7235: case-insensitive).
     for scheme in ["bearer", "BEARER", "BeArEr"] {
@@ -336,4 +441,161 @@ async fn jwks_mode_with_es256() {
 fn b64_bytes(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The `[client_token.caller_auth]` tables of every TOML example in docs/configuration.md.
+fn documented_caller_auth_tables() -> Vec<toml::Table> {
+    let doc = include_str!("../../../docs/configuration.md");
+    let mut tables = Vec::new();
+    let mut rest = doc;
+    while let Some(i) = rest.find("```toml\n") {
+        let start = i + "```toml\n".len();
+        let end = start + rest[start..].find("```").expect("closed example");
+        let example: toml::Table = toml::from_str(&rest[start..end]).expect("example parses");
+        if let Some(ca) = example
+            .get("client_token")
+            .and_then(|c| c.get("caller_auth"))
+            .and_then(toml::Value::as_table)
+        {
+            tables.push(ca.clone());
+        }
+        rest = &rest[end + 3..];
+    }
+    tables
+}
+
+/// Every documented `caller_auth` example, configured as written (only the secret file and the
+/// JWKS URL point at the test's): a valid token of each allowed algorithm is accepted, a token of
+/// every other algorithm refused, each signed with a real key of its kind from the key set.
+#[tokio::test]
+async fn every_documented_caller_auth_example_accepts_exactly_its_algorithms() {
+    let keys = support::jwt::TestKeys::default();
+    let tables = documented_caller_auth_tables();
+    assert!(tables.len() >= 5, "{} examples found", tables.len());
+    let mut seen_mixed = false;
+    let mut failures = Vec::new();
+    for documented in tables {
+        let emulator = start_emulator(300).await;
+        emulator.set_published_jwks(Some(keys.jwks()));
+        let mut table = documented.clone();
+        let allowed: Vec<String> = if table.contains_key("hs256_secret") {
+            table.insert("hs256_secret".into(), "file:caller.key".into());
+            vec!["HS256".into()]
+        } else {
+            table.insert(
+                "jwks_url".into(),
+                format!("{}/ims/keys", emulator.base_url()).into(),
+            );
+            match table.get("algorithms") {
+                Some(list) => list
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_owned())
+                    .collect(),
+                None => vec!["RS256".into()],
+            }
+        };
+        seen_mixed |= allowed.len() > 1;
+        let issuer = table["issuer"].as_str().unwrap().to_owned();
+        let audience = table["audience"].as_str().unwrap().to_owned();
+        let h = Harness::start_with(
+            emulator,
+            Options {
+                caller_auth: Some(toml::to_string(&table).unwrap()),
+                ..Options::default()
+            },
+        )
+        .await;
+        let now = now_secs();
+        let claims = json!({
+            "iss": issuer, "aud": audience, "sub": "documented-user", "iat": now, "exp": now + 300,
+        });
+        for alg in support::jwt::ALL_ALGS {
+            let header = json!({"typ": "JWT", "kid": support::jwt::TestKeys::kid_for(alg)});
+            let token = keys.sign(alg, header, &claims);
+            let got = h.client_token(&token).await.status().as_u16();
+            let want = if allowed.iter().any(|a| a == alg) {
+                200
+            } else {
+                401
+            };
+            if got != want {
+                failures.push(format!("{allowed:?}: {alg} token got {got}, want {want}"));
+            }
+        }
+        // The same valid token with `crit` is refused under every example.
+        for alg in &allowed {
+            let header =
+                json!({"typ": "JWT", "kid": support::jwt::TestKeys::kid_for(alg), "crit": ["exp"]});
+            let got = h
+                .client_token(&keys.sign(alg, header, &claims))
+                .await
+                .status();
+            if got != 401 {
+                failures.push(format!("{allowed:?}: {alg} token with crit got {got}"));
+            }
+        }
+    }
+    assert!(seen_mixed, "the docs show an RSA-and-EC example");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Unknown kids refetch the key set within a budget: a storm of bogus kids causes a bounded
+/// number of fetches, and a genuinely rotated key is accepted within a few seconds of the storm.
+#[tokio::test]
+async fn a_rotated_key_is_picked_up_within_seconds_despite_bogus_kids() {
+    let h = Harness::start(Options {
+        caller_jwks: true,
+        ..Options::default()
+    })
+    .await;
+    let c = claims("rotation-user");
+    let bogus = |i: usize| {
+        let t = h.emulator.sign(json!({"typ": "JWT"}), &c);
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        parts[0] = b64(&format!(r#"{{"alg":"RS256","kid":"bogus-{i}"}}"#));
+        parts.join(".")
+    };
+    assert_eq!(
+        h.client_token(&h.emulator.sign(json!({}), &c))
+            .await
+            .status(),
+        200
+    );
+    let before = h.emulator.count(imsgate_emulator::Endpoint::Keys);
+    // A storm: 200 bogus kids as fast as the broker answers, spread over about two seconds.
+    let storm_start = std::time::Instant::now();
+    let mut sent = 0;
+    while storm_start.elapsed() < std::time::Duration::from_millis(2000) && sent < 200 {
+        assert_eq!(h.client_token(&bogus(sent)).await.status(), 401);
+        sent += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let storm_fetches = h.emulator.count(imsgate_emulator::Endpoint::Keys) - before;
+    // The burst of four, plus at most one per refill period of the storm's length.
+    assert!(
+        storm_fetches <= 5,
+        "{storm_fetches} JWKS fetches for {sent} bogus kids"
+    );
+    // The key rotates; bogus kids keep coming, and the genuine token is accepted within seconds.
+    h.emulator.rotate_keys();
+    let rotated = std::time::Instant::now();
+    let genuine = h.emulator.sign(json!({}), &c);
+    let mut accepted = None;
+    let mut i = 1000;
+    while rotated.elapsed() < std::time::Duration::from_secs(6) {
+        let _ = h.client_token(&bogus(i)).await;
+        i += 1;
+        if h.client_token(&genuine).await.status() == 200 {
+            accepted = Some(rotated.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let accepted = accepted.expect("the rotated key was never accepted");
+    assert!(
+        accepted <= std::time::Duration::from_millis(3500),
+        "the rotated key took {accepted:?}"
+    );
 }

@@ -386,6 +386,14 @@ async fn keys(AxState(state): St) -> Response {
     if let Some(resp) = apply_fault(&state, Endpoint::Keys).await {
         return resp;
     }
+    if let Some(body) = state.published_jwks.read().clone() {
+        let mut resp = body.into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        return with_debug_id(resp);
+    }
     let keys: Vec<_> = state.keys.read().iter().map(|k| k.jwk()).collect();
     with_debug_id(Json(json!({ "keys": keys })).into_response())
 }

@@ -23,6 +23,9 @@ pub(crate) struct State {
     /// Newest key first; the previous key stays published for a rotation cycle.
     pub(crate) keys: RwLock<Vec<Arc<SigningKey>>>,
     key_serial: AtomicU64,
+    /// When set, `/ims/keys` serves exactly this text instead of the signing keys (hostile or
+    /// malformed key sets for relying-party tests).
+    pub(crate) published_jwks: RwLock<Option<String>>,
     pub(crate) faults: FaultBook,
     pub(crate) consents: ConsentBook,
     /// Each client's `redirect_uri_patterns`, compiled once, by client id.
@@ -158,6 +161,7 @@ impl Emulator {
             base_url: base_url.clone(),
             keys: RwLock::new(Vec::new()),
             key_serial: AtomicU64::new(0),
+            published_jwks: RwLock::new(None),
             faults: FaultBook::default(),
             consents,
             redirect_patterns,
@@ -227,6 +231,13 @@ impl RunningEmulator {
     /// Publishes a new signing key and returns its `kid`.
     pub fn rotate_keys(&self) -> String {
         self.state.rotate_keys()
+    }
+
+    /// Serves `jwks` (any text, valid JSON or not) at `/ims/keys` instead of the signing keys, or
+    /// the signing keys again with `None`. Tests use it to publish hostile key sets: encryption
+    /// keys, keys bound to other algorithms, duplicate kids, keys they hold the private half of.
+    pub fn set_published_jwks(&self, jwks: Option<String>) {
+        *self.state.published_jwks.write() = jwks;
     }
 
     /// Signs a JWT with the emulator's current key (published in its JWKS). Tests use this to

@@ -3,7 +3,10 @@
 //! Adobe's samples check the signature and the nonce only. This module follows RFC 8725 and OIDC
 //! Core instead: an exact algorithm allow-list (RS256), the signature checked before any claim is
 //! read, keys only from the caller's key set (never from the header), no unknown `crit`, no
-//! duplicate JSON keys, a size cap, and every claim the consent flow relies on checked.
+//! duplicate JSON keys, a size cap, and every claim the consent flow relies on checked, its JSON
+//! type first (`crate::claims`). The key is chosen by the caller under the one rule of
+//! [`crate::jwk::KeyUse::permits`] for [`ALG`]. A token issued (`iat`) longer ago than the flow's
+//! maximum age is refused: IMS mints it on the redirect, so an old one is a replay.
 //!
 //! Verification is two steps so the caller can fetch keys in between: [`parse`] reads and vets the
 //! header and yields the `kid`; [`UnverifiedIdToken::verify`] checks the signature with the key the
@@ -15,7 +18,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
+use crate::claims::{self, ClaimError};
 use crate::strict_json::{self, StrictJsonError};
+
+/// The one algorithm IMS signs id_tokens with, and the only one accepted.
+pub const ALG: &str = "RS256";
 
 /// Longest id_token accepted. IMS's are around 1–2 KB; the cap bounds the work an attacker can
 /// cause before the signature is checked.
@@ -43,6 +50,8 @@ pub enum IdTokenError {
     MissingKid,
     #[error("no key in the issuer's key set matches the id_token's kid")]
     UnknownKid,
+    #[error("the key named by the id_token's kid is not for RS256 signatures")]
+    KeyNotUsable,
     #[error("the id_token signature does not verify")]
     BadSignature,
     #[error("the id_token's issuer is not an accepted IMS issuer")]
@@ -55,6 +64,8 @@ pub enum IdTokenError {
     Expired,
     #[error("the id_token was issued in the future")]
     IssuedInFuture,
+    #[error("the id_token was issued too long ago")]
+    TooOld,
     #[error("the id_token is not valid yet")]
     NotYetValid,
     #[error("the id_token lacks a required claim")]
@@ -79,17 +90,30 @@ impl IdTokenError {
             Self::UnsupportedCritical => "id_token_crit",
             Self::MissingKid => "id_token_kid",
             Self::UnknownKid => "id_token_unknown_kid",
+            Self::KeyNotUsable => "id_token_key_use",
             Self::BadSignature => "id_token_signature",
             Self::WrongIssuer => "id_token_issuer",
             Self::WrongAudience => "id_token_audience",
             Self::WrongAuthorizedParty => "id_token_azp",
             Self::Expired => "id_token_expired",
             Self::IssuedInFuture => "id_token_iat",
+            Self::TooOld => "id_token_too_old",
             Self::NotYetValid => "id_token_nbf",
             Self::MissingClaim(_) => "id_token_missing_claim",
             Self::BadClaim(_) => "id_token_bad_claim",
             Self::NonceMismatch => "id_token_nonce",
             Self::OrgConflict => "id_token_org_conflict",
+        }
+    }
+}
+
+impl From<ClaimError> for IdTokenError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::Missing(name) => Self::MissingClaim(name),
+            ClaimError::Bad(name) => Self::BadClaim(name),
+            ClaimError::WrongAudience => Self::WrongAudience,
+            ClaimError::WrongAuthorizedParty => Self::WrongAuthorizedParty,
         }
     }
 }
@@ -150,6 +174,8 @@ pub struct Expectations<'a> {
     pub nonce_sha256: [u8; 32],
     /// Clock skew tolerated on `exp`, `iat` and `nbf`.
     pub leeway_secs: u64,
+    /// Oldest `iat` accepted, in seconds before `now` (plus the leeway).
+    pub max_age_secs: u64,
 }
 
 /// What a verified id_token establishes: which org consented and its technical account.
@@ -198,7 +224,7 @@ pub fn parse(token: &str) -> Result<UnverifiedIdToken<'_>, IdTokenError> {
 fn vet_header(header: &Map<String, Value>) -> Result<String, IdTokenError> {
     // Exact, case-sensitive match: `none`, `None`, `HS256` (keyed with the public key) and every
     // other algorithm fall out here.
-    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+    if header.get("alg").and_then(Value::as_str) != Some(ALG) {
         return Err(IdTokenError::AlgorithmNotAllowed);
     }
     // Embedded keys and key URLs are how attackers substitute their own key; IMS never sends them.
@@ -327,6 +353,13 @@ fn check_claims<'c>(
     if iat > now.saturating_add(leeway) {
         return Err(IdTokenError::IssuedInFuture);
     }
+    if now
+        > iat
+            .saturating_add(expect.max_age_secs)
+            .saturating_add(leeway)
+    {
+        return Err(IdTokenError::TooOld);
+    }
     if let Some(nbf) = time_claim(claims, "nbf")?
         && nbf > now.saturating_add(leeway)
     {
@@ -349,52 +382,18 @@ fn string_claim<'a>(
     claims: &'a Map<String, Value>,
     name: &'static str,
 ) -> Result<&'a str, IdTokenError> {
-    match claims.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(IdTokenError::BadClaim(name)),
-        None => Err(IdTokenError::MissingClaim(name)),
-    }
+    Ok(claims::string_claim(claims, name)?)
 }
 
-/// A NumericDate; fractions are allowed by RFC 7519 and truncated.
 fn time_claim(
     claims: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<u64>, IdTokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
-            (Some(v), _) => Ok(Some(v)),
-            (None, Some(f)) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => {
-                Ok(Some(f as u64))
-            }
-            _ => Err(IdTokenError::BadClaim(name)),
-        },
-        Some(_) => Err(IdTokenError::BadClaim(name)),
-    }
+    Ok(claims::time_claim(claims, name)?)
 }
 
 fn check_audience(claims: &Map<String, Value>, client_id: &str) -> Result<(), IdTokenError> {
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().ok_or(IdTokenError::BadClaim("aud")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(IdTokenError::BadClaim("aud")),
-        None => return Err(IdTokenError::MissingClaim("aud")),
-    };
-    if !audiences.contains(&client_id) {
-        return Err(IdTokenError::WrongAudience);
-    }
-    // OIDC Core §3.1.3.7: with other audiences the token must name us as the authorized party; an
-    // `azp` naming someone else is refused even with a single audience.
-    match claims.get("azp") {
-        Some(Value::String(azp)) if azp == client_id => Ok(()),
-        Some(_) => Err(IdTokenError::WrongAuthorizedParty),
-        None if audiences.len() > 1 => Err(IdTokenError::WrongAuthorizedParty),
-        None => Ok(()),
-    }
+    Ok(claims::check_audience(claims, client_id)?)
 }
 
 /// The org comes from `org_id` (Adobe's claims table) or `orgId` (all of Adobe's samples). Both

@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 pub mod certificate;
+pub mod claims;
 pub mod consent;
 pub mod endpoints;
 pub mod error;
 pub mod http;
 pub mod id_token;
+pub mod jwk;
 pub mod redirect_rules;
 pub mod retry_after;
 pub mod return_to;

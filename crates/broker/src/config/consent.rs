@@ -36,6 +36,8 @@ pub struct ConsentConfig {
     pub id_token_leeway: Duration,
     /// Open connect URLs per account and in total.
     pub ticket_caps: TicketCaps,
+    /// Oldest id_token `iat` accepted (plus the leeway): IMS mints the token on the redirect.
+    pub id_token_max_age: Duration,
     /// Allows plain-http loopback redirect URIs. Never for production.
     pub development_mode: bool,
 }
@@ -71,6 +73,7 @@ pub(super) struct RawConsent {
     id_token_leeway_seconds: Option<u64>,
     max_open_tickets_per_account: Option<u32>,
     max_open_tickets: Option<u32>,
+    id_token_max_age_seconds: Option<u64>,
     #[serde(default)]
     development_mode: bool,
 }
@@ -191,6 +194,7 @@ pub(super) fn validate_consent(
         ),
         raw.max_open_tickets,
     );
+    let id_token_max_age = id_token_max_age(p, at, raw.id_token_max_age_seconds);
     check_callback(
         p,
         at,
@@ -209,6 +213,7 @@ pub(super) fn validate_consent(
         session_ttl,
         id_token_leeway,
         ticket_caps,
+        id_token_max_age,
         development_mode: raw.development_mode,
     })
 }
@@ -333,6 +338,18 @@ pub(super) fn flow_ttls(
         p.push(&format!("{at}.id_token_leeway_seconds"), "at most 300");
     }
     [ticket_ttl, session_ttl, id_token_leeway]
+}
+
+/// `id_token_max_age_seconds`: default 300, between 1 and 3600.
+pub(super) fn id_token_max_age(p: &mut Problems, at: &str, v: Option<u64>) -> Duration {
+    let secs = v.unwrap_or(300);
+    if !(1..=3600).contains(&secs) {
+        p.push(
+            &format!("{at}.id_token_max_age_seconds"),
+            "must be between 1 and 3600",
+        );
+    }
+    Duration::from_secs(secs)
 }
 
 /// The accepted id_token issuers; by default both spellings IMS uses for the configured base.

@@ -175,6 +175,10 @@ fn the_documented_complete_example_parses() {
         ]
     );
     assert!(!consent.development_mode);
+    assert_eq!(
+        consent.id_token_max_age,
+        std::time::Duration::from_secs(300)
+    );
     assert!(c.internal_api.is_some());
     assert_eq!(
         c.storage.unwrap().sqlite_path,
@@ -233,6 +237,11 @@ fn consent_problems_table() {
             "session_ttl_seconds = 900",
             "session_ttl_seconds = 0",
             "consent.session_ttl_seconds: must be between 1 and 3600",
+        ),
+        (
+            "id_token_max_age_seconds = 300",
+            "id_token_max_age_seconds = 0",
+            "consent.id_token_max_age_seconds: must be between 1 and 3600",
         ),
         (
             "type = \"oauth_server_to_server\"",

@@ -36,6 +36,8 @@ pub struct UserLoginConfig {
     pub id_token_leeway: Duration,
     /// Open login URLs per user and in total.
     pub ticket_caps: crate::storage::TicketCaps,
+    /// Oldest id_token `iat` accepted (plus the leeway): IMS mints the token with the code.
+    pub id_token_max_age: Duration,
     /// How long IMS keeps a refresh token usable (14 days); a grant older than this needs a new
     /// sign-in without asking IMS.
     pub refresh_token_lifetime: Duration,
@@ -56,6 +58,7 @@ pub(super) struct RawUserLogin {
     login_ttl_seconds: Option<u64>,
     session_ttl_seconds: Option<u64>,
     id_token_leeway_seconds: Option<u64>,
+    id_token_max_age_seconds: Option<u64>,
     refresh_token_lifetime_days: Option<u64>,
     max_open_tickets_per_user: Option<u32>,
     max_open_tickets: Option<u32>,
@@ -155,6 +158,7 @@ pub(super) fn validate(
         ("max_open_tickets_per_user", raw.max_open_tickets_per_user),
         raw.max_open_tickets,
     );
+    let id_token_max_age = super::consent::id_token_max_age(p, at, raw.id_token_max_age_seconds);
     let days = raw.refresh_token_lifetime_days.unwrap_or(14);
     if !(1..=365).contains(&days) {
         p.push(
@@ -185,6 +189,7 @@ pub(super) fn validate(
         session_ttl,
         id_token_leeway,
         ticket_caps,
+        id_token_max_age,
         refresh_token_lifetime: Duration::from_secs(days * 24 * 3600),
         development_mode: raw.development_mode,
     })

@@ -20,7 +20,7 @@ use url::Url;
 
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::ConsentConfig;
-use crate::jwks::JwksCache;
+use crate::jwks::{JwksCache, KeyError};
 use crate::metrics::Metrics;
 use crate::storage::{
     NewSession, NewTicket, Purpose, SessionTake, StorageError, Store, TicketCaps, TicketInsert,
@@ -360,19 +360,25 @@ impl ConsentService {
         now_ms: u64,
     ) -> Result<id_token::ConsentIdentity, IdTokenError> {
         let unverified = id_token::parse(token)?;
-        // Keys only from the configured JWKS; an unknown kid triggers at most one rate-limited
-        // refetch inside the cache, which is how IMS key rotation is picked up.
+        // Keys only from the configured JWKS, and only one the selection rule permits for RS256; an
+        // unknown kid triggers a refetch within the cache's budget, which is how IMS key rotation
+        // is picked up.
         let key = self
             .jwks
-            .key(unverified.kid())
+            .key_for(unverified.kid(), id_token::ALG)
             .await
-            .and_then(|k| k.rsa)
-            .ok_or(IdTokenError::UnknownKid)?;
+            .map_err(|e| match e {
+                KeyError::Unknown => IdTokenError::UnknownKid,
+                KeyError::NotUsable(_) => IdTokenError::KeyNotUsable,
+            })?
+            .rsa
+            .ok_or(IdTokenError::KeyNotUsable)?;
         let expect = Expectations {
             issuers: &self.config.issuers,
             client_id: &self.client_id,
             nonce_sha256,
             leeway_secs: self.config.id_token_leeway.as_secs(),
+            max_age_secs: self.config.id_token_max_age.as_secs(),
         };
         unverified.verify(&key, &expect, now_ms / 1000)
     }

@@ -26,7 +26,7 @@ use crate::consent::{
     FlowError, Ticket, digest_eq, hash_id, issue_ticket, random_id, take_callback_session,
 };
 use crate::credentials::{Credential, ImsFetcher};
-use crate::jwks::JwksCache;
+use crate::jwks::{JwksCache, KeyError};
 use crate::metrics::Metrics;
 use crate::storage::{NewSession, Purpose, SessionTake, Store};
 
@@ -301,15 +301,20 @@ impl UserLoginService {
         let unverified = id_token::parse(token)?;
         let key = self
             .jwks
-            .key(unverified.kid())
+            .key_for(unverified.kid(), id_token::ALG)
             .await
-            .and_then(|k| k.rsa)
-            .ok_or(IdTokenError::UnknownKid)?;
+            .map_err(|e| match e {
+                KeyError::Unknown => IdTokenError::UnknownKid,
+                KeyError::NotUsable(_) => IdTokenError::KeyNotUsable,
+            })?
+            .rsa
+            .ok_or(IdTokenError::KeyNotUsable)?;
         let expect = Expectations {
             issuers: &self.config.issuers,
             client_id: &self.credential.config.client_id,
             nonce_sha256,
             leeway_secs: self.config.id_token_leeway.as_secs(),
+            max_age_secs: self.config.id_token_max_age.as_secs(),
         };
         unverified.verify_user(&key, &expect, now_ms / 1000)
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod consent;
+pub mod jwt;
 pub mod user_login;
 
 use std::os::unix::fs::PermissionsExt;
@@ -33,6 +34,8 @@ pub struct Options {
     pub caller_jwks: bool,
     /// Use this JWKS URL and algorithm list for caller tokens instead.
     pub caller_jwks_url: Option<(String, &'static str)>,
+    /// The whole `[client_token.caller_auth]` table body instead (issuer and audience included).
+    pub caller_auth: Option<String>,
     /// Secret the broker is configured with (may differ from the emulator's to provoke errors).
     pub broker_secret: String,
     /// Extra `[server]` lines.
@@ -50,6 +53,7 @@ impl Default for Options {
             request_timeout_ms: 2000,
             caller_jwks: false,
             caller_jwks_url: None,
+            caller_auth: None,
             broker_secret: CLIENT_SECRET.to_owned(),
             extra_server: String::new(),
         }
@@ -94,12 +98,19 @@ pub async fn start_emulator(lifetime_secs: u64) -> RunningEmulator {
 }
 
 pub fn config_text(emulator_url: &str, o: &Options) -> String {
-    let caller = if let Some((url, algs)) = &o.caller_jwks_url {
+    let caller = if let Some(table) = &o.caller_auth {
+        table.clone()
+    } else if let Some((url, algs)) = &o.caller_jwks_url {
         format!("jwks_url = \"{url}\"\nalgorithms = {algs}")
     } else if o.caller_jwks {
         format!("jwks_url = \"{emulator_url}/ims/keys\"\nalgorithms = [\"RS256\"]")
     } else {
         "hs256_secret = \"file:caller.key\"".to_owned()
+    };
+    let caller = if o.caller_auth.is_some() {
+        caller
+    } else {
+        format!("issuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n{caller}")
     };
     format!(
         r#"
@@ -124,8 +135,6 @@ token_id_namespace = "{NAMESPACE}"
 allowed_origins = ["https://app.partner.test"]
 
 [client_token.caller_auth]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
 {caller}
 
 [client_token.rate_limit]

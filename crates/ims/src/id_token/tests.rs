@@ -98,6 +98,7 @@ fn verify(token: &str) -> Result<ConsentIdentity, IdTokenError> {
         client_id: CLIENT,
         nonce_sha256: nonce_digest(NONCE),
         leeway_secs: 60,
+        max_age_secs: 300,
     };
     let t = parse(token)?;
     assert_eq!(t.kid(), "ims_na1-key-1");
@@ -897,12 +898,14 @@ fn codes_are_distinct() {
         UnsupportedCritical,
         MissingKid,
         UnknownKid,
+        KeyNotUsable,
         BadSignature,
         WrongIssuer,
         WrongAudience,
         WrongAuthorizedParty,
         Expired,
         IssuedInFuture,
+        TooOld,
         NotYetValid,
         MissingClaim("x"),
         BadClaim("x"),
@@ -923,6 +926,7 @@ fn a_sign_in_token_yields_the_user_and_gets_the_same_checks() {
         client_id: CLIENT,
         nonce_sha256: nonce_digest(NONCE),
         leeway_secs: 60,
+        max_age_secs: 300,
     };
     let verify_user = |claims_json: String, sig: Sig| {
         let token = build(&header().to_string(), &claims_json, sig);
@@ -984,5 +988,161 @@ fn a_sign_in_token_yields_the_user_and_gets_the_same_checks() {
             Err(want),
             "{claims_json}"
         );
+    }
+}
+
+/// Freshness: an id_token is minted on the redirect that carries it, so one issued longer ago than
+/// the flow's maximum age (plus the leeway) is refused even while `exp` is far away, in both flows.
+#[test]
+fn freshness_table() {
+    use IdTokenError::*;
+    /// (name, iat, exp, max_age, leeway, want)
+    type Row = (&'static str, u64, u64, u64, u64, Result<(), IdTokenError>);
+    let rows: &[Row] = &[
+        ("just issued", NOW, NOW + 3600, 300, 60, Ok(())),
+        ("at the maximum age", NOW - 300, NOW + 3600, 300, 60, Ok(())),
+        (
+            "within the leeway past it",
+            NOW - 360,
+            NOW + 3600,
+            300,
+            60,
+            Ok(()),
+        ),
+        (
+            "one second too old",
+            NOW - 361,
+            NOW + 3600,
+            300,
+            60,
+            Err(TooOld),
+        ),
+        (
+            "a day old, exp still ahead",
+            NOW - 86_400,
+            NOW + 3600,
+            300,
+            60,
+            Err(TooOld),
+        ),
+        ("issued at the epoch", 0, NOW + 3600, 300, 60, Err(TooOld)),
+        (
+            "no leeway, one second over",
+            NOW - 31,
+            NOW + 3600,
+            30,
+            0,
+            Err(TooOld),
+        ),
+        (
+            "no leeway, exactly at the age",
+            NOW - 30,
+            NOW + 3600,
+            30,
+            0,
+            Ok(()),
+        ),
+        (
+            "a longer configured age",
+            NOW - 3000,
+            NOW + 3600,
+            3600,
+            60,
+            Ok(()),
+        ),
+        (
+            "expiry is still checked first",
+            NOW - 86_400,
+            NOW - 600,
+            300,
+            60,
+            Err(Expired),
+        ),
+    ];
+    let issuers = vec![ISS.to_owned()];
+    let mut failures = Vec::new();
+    for &(name, iat, exp, max_age, leeway, ref want) in rows {
+        let expect = Expectations {
+            issuers: &issuers,
+            client_id: CLIENT,
+            nonce_sha256: nonce_digest(NONCE),
+            leeway_secs: leeway,
+            max_age_secs: max_age,
+        };
+        let consent = with(claims(), |m| {
+            m.insert("iat".into(), iat.into());
+            m.insert("exp".into(), exp.into());
+        });
+        let user = with(serde_json::from_str(&consent).unwrap(), |m| {
+            m.remove("org_id");
+        });
+        let key = public(&keys().0);
+        let got_consent = parse(&build(&header().to_string(), &consent, Sig::Good))
+            .and_then(|t| t.verify(&key, &expect, NOW))
+            .map(|_| ());
+        let got_user = parse(&build(&header().to_string(), &user, Sig::Good))
+            .and_then(|t| t.verify_user(&key, &expect, NOW))
+            .map(|_| ());
+        if got_consent != *want {
+            failures.push(format!(
+                "consent, {name}: want {want:?}, got {got_consent:?}"
+            ));
+        }
+        if got_user != *want {
+            failures.push(format!("sign-in, {name}: want {want:?}, got {got_user:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Claim shapes come before values: an `iss` array holding the right issuer, an `aud` array that
+/// adds an audience without `azp`, `sub` as a number, dates as strings are all refused.
+#[test]
+fn claim_shapes_table() {
+    use IdTokenError::*;
+    let rows: Vec<(&str, Value, Result<(), IdTokenError>)> = vec![
+        (
+            "iss array of the issuer",
+            json!([ISS]),
+            Err(BadClaim("iss")),
+        ),
+        (
+            "iss array with another",
+            json!([ISS, "https://evil.example"]),
+            Err(BadClaim("iss")),
+        ),
+        ("iss number", json!(1), Err(BadClaim("iss"))),
+    ];
+    for (name, iss, want) in rows {
+        let c = with(claims(), |m| {
+            m.insert("iss".into(), iss);
+        });
+        let got = verify(&build(&header().to_string(), &c, Sig::Good)).map(|_| ());
+        assert_eq!(got, want, "{name}");
+    }
+    let rows: Vec<(&str, &str, Value, Result<(), IdTokenError>)> = vec![
+        ("sub a number", "sub", json!(5), Err(BadClaim("sub"))),
+        ("sub an array", "sub", json!([TA]), Err(BadClaim("sub"))),
+        (
+            "iat a string",
+            "iat",
+            json!(NOW.to_string()),
+            Err(BadClaim("iat")),
+        ),
+        ("nbf a bool", "nbf", json!(true), Err(BadClaim("nbf"))),
+        ("aud empty array", "aud", json!([]), Err(BadClaim("aud"))),
+        (
+            "aud with a number",
+            "aud",
+            json!([CLIENT, 1]),
+            Err(BadClaim("aud")),
+        ),
+    ];
+    for (name, claim, v, want) in rows {
+        let c = with(claims(), |m| {
+            m.insert(claim.into(), v);
+        });
+        let got = verify(&build(&header().to_string(), &c, Sig::Good)).map(|_| ());
+        assert_eq!(got, want, "{name}");
     }
 }
