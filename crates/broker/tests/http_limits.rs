@@ -220,6 +220,26 @@ async fn idle_and_slow_connections_are_closed_on_time() {
         "a stalled second request head outlived the header timeout"
     );
     assert!(t.elapsed() < Duration::from_millis(1500));
+
+    // A kept-alive connection idle for longer than the header timeout (but within the keep-alive
+    // timeout) that then sends its next request head in two parts: the header timeout runs from
+    // the first part, so the request is answered.
+    let mut s = TcpStream::connect(addr(&h.url)).await.unwrap();
+    s.write_all(full).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"st: x\r\n\r\n").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "a request head split in two after a long idle was not answered"
+    );
 }
 
 /// A declared body above the cap is refused at once with 413 JSON, and the connection closed,

@@ -211,13 +211,14 @@ impl Registry {
             .values()
             .filter(|s| !s.active.load(Ordering::Acquire) && !s.closing.load(Ordering::Relaxed))
             .filter_map(|s| {
+                // `read` first: its Release store follows the `idle_since` it belongs with.
+                let read = s.read.load(Ordering::Acquire);
                 let since = s.idle_since.load(Ordering::Relaxed);
-                let (limit, reason) =
-                    if s.read.load(Ordering::Relaxed) || !s.served.load(Ordering::Relaxed) {
-                        (header, CloseReason::HeaderTimeout)
-                    } else {
-                        (idle, CloseReason::IdleTimeout)
-                    };
+                let (limit, reason) = if read || !s.served.load(Ordering::Relaxed) {
+                    (header, CloseReason::HeaderTimeout)
+                } else {
+                    (idle, CloseReason::IdleTimeout)
+                };
                 (now.saturating_sub(since) >= limit).then(|| (s.clone(), reason))
             })
             .collect();
@@ -327,6 +328,7 @@ async fn connection(
     let io = TokioIo::new(Tracked {
         inner: stream,
         slot: slot.clone(),
+        epoch: registry.epoch,
     });
     let service = hyper::service::service_fn({
         let slot = slot.clone();
@@ -397,6 +399,8 @@ impl Drop for IdleOnDrop {
 struct Tracked {
     inner: TcpStream,
     slot: Arc<Slot>,
+    /// The registry's epoch, for `idle_since`.
+    epoch: Instant,
 }
 
 impl AsyncRead for Tracked {
@@ -407,8 +411,14 @@ impl AsyncRead for Tracked {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.slot.read.store(true, Ordering::Relaxed);
+        if buf.filled().len() > before && !self.slot.read.load(Ordering::Relaxed) {
+            // The next request on a kept-alive connection starts now: its header timeout runs
+            // from here, not from the previous response. (A new connection's runs from accept.)
+            if self.slot.served.load(Ordering::Relaxed) {
+                let now = self.epoch.elapsed().as_millis() as u64;
+                self.slot.idle_since.store(now, Ordering::Relaxed);
+            }
+            self.slot.read.store(true, Ordering::Release);
         }
         r
     }
