@@ -115,20 +115,29 @@ struct Snapshot {
     budget: RefetchBudget,
 }
 
-/// A cached key set.
+/// A cached key set. Cheap to clone: clones share the set.
+#[derive(Clone)]
 pub struct JwksCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     url: Url,
     http: reqwest::Client,
     snapshot: RwLock<Snapshot>,
     /// Serialises fetches so concurrent misses cause one request.
     fetch_lock: tokio::sync::Mutex<()>,
+    /// A background reload of a stale set is under way.
+    reloading: std::sync::atomic::AtomicBool,
+    /// A set older than this is reloaded ([`MAX_AGE`]; shorter in tests).
+    max_age: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwksCache")
-            .field("url", &self.url.as_str())
+            .field("url", &self.inner.url.as_str())
             .finish()
     }
 }
@@ -166,12 +175,23 @@ impl JwksCache {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
-            url,
-            http,
-            snapshot: RwLock::default(),
-            fetch_lock: tokio::sync::Mutex::new(()),
-            metrics,
+            inner: Arc::new(Inner {
+                url,
+                http,
+                snapshot: RwLock::default(),
+                fetch_lock: tokio::sync::Mutex::new(()),
+                reloading: std::sync::atomic::AtomicBool::new(false),
+                max_age: MAX_AGE,
+                metrics,
+            }),
         })
+    }
+
+    #[cfg(test)]
+    fn with_max_age(url: Url, timeout: Duration, max_age: Duration) -> Self {
+        let mut c = Self::new(url, timeout, Arc::new(Metrics::new())).unwrap();
+        Arc::get_mut(&mut c.inner).unwrap().max_age = max_age;
+        c
     }
 
     /// The key for `kid` if it may verify a token signed with `alg` (the header's, already on the
@@ -182,22 +202,28 @@ impl JwksCache {
         Ok(key)
     }
 
-    /// The key for `kid`, fetching the set if it was never loaded, is stale, or lacks that kid
-    /// (then within the refetch budget).
+    /// The key for `kid`, fetching the set if it was never loaded or lacks that kid (then within
+    /// the refetch budget). A known kid in a stale set is served at once while the set reloads in
+    /// the background, so a slow or hanging key server never holds up tokens whose key is known.
     async fn key(&self, kid: &str) -> Option<JwksKey> {
         let arrived = Instant::now();
         {
-            let snap = self.snapshot.read();
-            let fresh = snap.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
-            if let Some(k) = snap.keys.get(kid)
-                && fresh
-            {
-                return Some(k.clone());
+            let snap = self.inner.snapshot.read();
+            if let Some(k) = snap.keys.get(kid) {
+                let stale = snap
+                    .fetched_at
+                    .is_none_or(|t| t.elapsed() >= self.inner.max_age);
+                let k = k.clone();
+                drop(snap);
+                if stale {
+                    self.reload_in_background();
+                }
+                return Some(k);
             }
         }
-        let _guard = self.fetch_lock.lock().await;
+        let _guard = self.inner.fetch_lock.lock().await;
         {
-            let mut snap = self.snapshot.write();
+            let mut snap = self.inner.snapshot.write();
             // A fetch that started after this lookup arrived already answers it.
             if snap.attempted_at.is_some_and(|t| t >= arrived) {
                 return snap.keys.get(kid).cloned();
@@ -205,7 +231,7 @@ impl JwksCache {
             let now = Instant::now();
             let fresh = snap
                 .fetched_at
-                .is_some_and(|t| now.saturating_duration_since(t) < MAX_AGE);
+                .is_some_and(|t| now.saturating_duration_since(t) < self.inner.max_age);
             let known = snap.keys.get(kid).cloned();
             match known {
                 Some(k) if fresh => return Some(k),
@@ -224,8 +250,47 @@ impl JwksCache {
                 }
             }
         }
+        self.load().await;
+        self.inner.snapshot.read().keys.get(kid).cloned()
+    }
+
+    /// Starts one reload of a stale set unless one is under way; after a failed load, reloads
+    /// come out of the refetch budget, so a failing key server is not retried in a loop.
+    fn reload_in_background(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.reloading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        {
+            let mut snap = self.inner.snapshot.write();
+            if snap.failed && !snap.budget.try_take(Instant::now()) {
+                self.inner.reloading.store(false, Ordering::Release);
+                return;
+            }
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            {
+                let _guard = this.inner.fetch_lock.lock().await;
+                let fresh = this
+                    .inner
+                    .snapshot
+                    .read()
+                    .fetched_at
+                    .is_some_and(|t| t.elapsed() < this.inner.max_age);
+                if !fresh {
+                    this.load().await;
+                }
+            }
+            this.inner.reloading.store(false, Ordering::Release);
+        });
+    }
+
+    /// Fetches the set and installs it, or keeps the previous one and records the failure. Must
+    /// be called with `fetch_lock` held.
+    async fn load(&self) {
         let result = self.fetch().await;
-        let mut snap = self.snapshot.write();
+        let mut snap = self.inner.snapshot.write();
         let now = Instant::now();
         snap.attempted_at = Some(now);
         match result {
@@ -235,19 +300,19 @@ impl JwksCache {
                 snap.failed = false;
             }
             Err(e) => {
-                self.metrics.jwks_load_failure(e.code());
-                tracing::warn!(url = %self.url, reason = e.code(), error = %e, "JWKS not loaded; keeping the previous keys");
+                self.inner.metrics.jwks_load_failure(e.code());
+                tracing::warn!(url = %self.inner.url, reason = e.code(), error = %e, "JWKS not loaded; keeping the previous keys");
                 snap.failed = true;
             }
         }
-        snap.keys.get(kid).cloned()
     }
 
     async fn fetch(&self) -> Result<HashMap<String, JwksKey>, LoadError> {
         let fetch = |e: String| LoadError::Fetch(e);
         let mut resp = self
+            .inner
             .http
-            .get(self.url.clone())
+            .get(self.inner.url.clone())
             .send()
             .await
             .map_err(|e| fetch(e.to_string()))?;
@@ -295,6 +360,44 @@ fn usable(k: &jwk::Jwk) -> Option<JwksKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key server that hangs once the set is stale: known keys are still served at once while
+    /// one reload waits in the background, and the reload installs the set when it answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_set_serves_known_keys_at_once_while_it_reloads() {
+        use imsgate_emulator::{Emulator, EmulatorConfig, Endpoint, Fault};
+        let emulator = Emulator::new(EmulatorConfig::default())
+            .start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let url: Url = format!("{}/ims/keys", emulator.base_url()).parse().unwrap();
+        let set: serde_json::Value = reqwest::get(url.clone())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kid = set["keys"][0]["kid"].as_str().unwrap().to_owned();
+        let cache =
+            JwksCache::with_max_age(url, Duration::from_secs(10), Duration::from_millis(200));
+        assert!(cache.key(&kid).await.is_some());
+        let loads = emulator.count(Endpoint::Keys);
+
+        emulator.set_fault(Endpoint::Keys, Fault::latency(Duration::from_secs(3)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            assert!(cache.key(&kid).await.is_some());
+            assert!(
+                t.elapsed() < Duration::from_millis(500),
+                "a known key waited {:?} for a stale set's reload",
+                t.elapsed()
+            );
+        }
+        // One reload is under way, however many lookups saw the stale set.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(emulator.count(Endpoint::Keys), loads + 1);
+    }
 
     /// A storm of bogus kids gets at most the burst plus one refetch per refill period, and a
     /// refetch is always available again within the refill period (so a real rotation is seen).
