@@ -359,7 +359,8 @@ fn spawn_purge(store: crate::storage::Store, clock: SharedClock) {
     });
 }
 
-/// Every minute, drops the in-memory tokens of users idle for ten minutes (they stay in SQLite).
+/// Every minute, writes grants whose write-back failed, then drops the in-memory tokens of users
+/// idle for ten minutes (they stay in SQLite).
 fn spawn_user_token_eviction(vault: std::sync::Weak<crate::user_login::UserTokenVault>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -367,6 +368,7 @@ fn spawn_user_token_eviction(vault: std::sync::Weak<crate::user_login::UserToken
         loop {
             tick.tick().await;
             let Some(vault) = vault.upgrade() else { return };
+            vault.save_unsaved().await;
             vault.evict_idle(Duration::from_secs(600));
         }
     });

@@ -709,3 +709,55 @@ async fn a_slow_ims_never_holds_a_caller_past_the_wait_bound() {
     assert_ne!(body["access_token"], second.as_str());
     assert_eq!(h.emulator.count(Endpoint::Token), 1, "one refresh request");
 }
+
+/// A refresh whose write-back fails (another process holds the database's write lock) keeps the
+/// rotated refresh token in memory: idle eviction does not drop it, and the minute's sweep writes
+/// it once the database is free, so the user stays signed in across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_whose_write_failed_is_kept_and_written_later() {
+    let mut h = UserHarness::start(UserOptions {
+        caller_wait_ms: 1000,
+        ..UserOptions::default()
+    })
+    .await;
+    h.sign_in("user-1", ADA).await;
+    let (status, _) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let db = h.dir.path().join("imsgate.sqlite");
+    let blocker = rusqlite::Connection::open(&db).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Due for refresh: IMS rotates the refresh token, the write-back cannot get the lock.
+    h.clock.advance(Duration::from_secs(3590));
+    h.emulator.reset_counts();
+    let _ = h.user_token("user-1").await;
+    let vault = &h.broker.state.user_login.as_ref().unwrap().service.vault;
+    // Wait for the refresh task to give up on the write (the writer waits about 5 s for the lock).
+    let mut failed = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if vault.unsaved() == 1 {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the write-back never failed");
+    assert_eq!(h.emulator.count(Endpoint::Token), 1);
+    // Still the only copy of the rotated refresh token: never evicted while unsaved.
+    assert_eq!(
+        vault.evict_idle(Duration::ZERO),
+        0,
+        "an unsaved grant was evicted"
+    );
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    assert_eq!(vault.save_unsaved().await, 1);
+    assert_eq!(vault.save_unsaved().await, 0, "written once");
+    assert_eq!(vault.evict_idle(Duration::ZERO), 1);
+
+    h.restart().await;
+    h.clock.advance(Duration::from_secs(3590));
+    let (status, body) = json(h.user_token("user-1").await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -3,7 +3,9 @@
 //!
 //! From the moment IMS answers a refresh, the rotated refresh token exists only in this process;
 //! a crash before it is durable loses the user's sign-in. So these writes never queue behind the
-//! main connection's work, nor behind each other's fsyncs: one thread owns a second connection,
+//! main connection's queue of work, nor behind each other's fsyncs (SQLite still serialises write
+//! transactions, so a grant write waits for a write the main connection is committing at that
+//! moment, a few milliseconds at most): one thread owns a second connection,
 //! takes every write waiting, applies them in one transaction and commits once (group commit),
 //! then answers each. A write whose generation moved on is `None` for that write only; a failed
 //! commit fails every write of the batch, whose callers keep the tokens in memory and retry.
@@ -265,8 +267,9 @@ mod tests {
         assert!(retried.is_some_and(|r| r.generation != before.generation));
     }
 
-    /// A grant write never queues behind the main connection: while it is busy for half a
-    /// second, a refresh write-back still commits at once.
+    /// A grant write never queues behind the main connection's queue of work: while that
+    /// connection is held for half a second (as by a long run of other requests), a refresh
+    /// write-back still commits at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn grant_writes_do_not_wait_for_the_main_connection() {
         let dir = tempfile::tempdir().unwrap();

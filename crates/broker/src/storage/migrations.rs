@@ -98,7 +98,7 @@ const MIGRATIONS: &[&str] = &[
 pub(super) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
     // Deleted content is zeroed on disk, not left in free pages: sessions and tickets are deleted
     // as soon as they are used or expire, and version 3 drops sessions that held state and nonce
-    // in the clear. Set per connection, so for every connection that opens the store.
+    // in the clear. Set per connection: `storage::connect` sets it on every connection too.
     conn.pragma_update(None, "secure_delete", "ON")?;
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {

@@ -5,8 +5,9 @@
 //! mode with `synchronous=FULL`, so a committed link survives `kill -9` and power loss alike.
 //!
 //! Invariant: tokens IMS has just issued (a sign-in's grant, a refresh's rotated refresh token)
-//! are written by the grant writer on a connection of its own, never behind other writes; many
-//! arriving together share one commit (`grant_writer.rs`).
+//! are written by the grant writer on a connection of its own, never queued behind the main
+//! connection's work (only behind a write it is committing at that moment); many arriving
+//! together share one commit (`grant_writer.rs`).
 
 mod consent;
 mod file_mode;
@@ -146,6 +147,9 @@ impl Store {
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Per connection: the grant writer overwrites sealed tokens, and the old ones must not stay
+    // in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

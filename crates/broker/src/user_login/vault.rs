@@ -200,6 +200,37 @@ impl UserTokenVault {
     /// Forgets the in-memory tokens of users not asked for within `idle` (they are read from
     /// SQLite again when needed), so memory follows active users, not every user who ever signed
     /// in. Returns how many were dropped.
+    /// Writes the grants whose write-back failed (each the only copy of a rotated refresh
+    /// token), so they reach disk even if their users do not come back. Returns how many were
+    /// still unsaved when tried.
+    pub async fn save_unsaved(&self) -> usize {
+        let pending = self.unsaved_slots();
+        for (user, state) in &pending {
+            let mut s = state.lock().await;
+            self.save(user, &mut s).await;
+        }
+        pending.len()
+    }
+
+    /// How many grants hold tokens whose write-back failed and has not been retried yet (slots
+    /// being served right now are not counted: their request writes them).
+    pub fn unsaved(&self) -> usize {
+        self.unsaved_slots().len()
+    }
+
+    fn unsaved_slots(&self) -> Vec<(String, Arc<tokio::sync::Mutex<Slot>>)> {
+        self.slots
+            .lock()
+            .iter()
+            .filter(|(_, slot)| {
+                slot.state
+                    .try_lock()
+                    .is_ok_and(|s| s.grant.as_ref().is_some_and(|g| g.unsaved))
+            })
+            .map(|(user, slot)| (user.clone(), slot.state.clone()))
+            .collect()
+    }
+
     pub fn evict_idle(&self, idle: Duration) -> usize {
         let mut slots = self.slots.lock();
         let before = slots.len();
@@ -208,6 +239,9 @@ impl UserTokenVault {
                 return true;
             }
             match slot.state.try_lock() {
+                // A grant whose write failed is the only copy of a rotated refresh token: it
+                // stays until a later request writes it.
+                Ok(s) if s.grant.as_ref().is_some_and(|g| g.unsaved) => true,
                 Ok(s) => s.last_used.is_some_and(|t| t.elapsed() < idle),
                 Err(_) => true,
             }
@@ -411,7 +445,9 @@ impl UserTokenVault {
             *interim.lock() = Some((current(&s)?, serve_until));
         }
         let refreshed = self.refresh(&s).await;
-        *interim.lock() = None;
+        if refreshed.is_err() {
+            *interim.lock() = None;
+        }
         match refreshed {
             Ok(tokens) => {
                 self.metrics.user_token_refresh("ok");
@@ -430,6 +466,9 @@ impl UserTokenVault {
                 // The new tokens are served even if the write fails: IMS has already rotated
                 // the refresh token, so the one on disk is spent either way.
                 self.save(user_ref, &mut s).await;
+                // Until the new tokens are durable, a caller whose wait runs out still gets the
+                // old, valid token rather than a 503.
+                *interim.lock() = None;
                 match s.grant {
                     Some(_) => current(&s),
                     None => Err(VaultError::Unavailable {
