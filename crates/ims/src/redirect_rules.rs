@@ -250,7 +250,9 @@ fn candidate_problems(uri: &str, dev_mode: bool) -> Problems {
             "backslash; browsers treat \"\\\" as \"/\", so write \"/\"".to_owned(),
         ));
     }
-    if let Some((i, why)) = find_bad_escape(uri) {
+    // Only the part a server routes on: escapes in the query cannot steer the path.
+    let routed = &uri[..uri.find(['?', '#']).unwrap_or(uri.len())];
+    if let Some((i, why)) = find_bad_escape(routed) {
         problems.push((i, why));
     }
     // These make the parser rewrite the string, so a canonical spelling suggested despite them
@@ -1111,6 +1113,9 @@ mod tests {
             ("https://data.myapp.com/redirect/%C3%BC", true),
             ("https://data.myapp.com/redirect/a%20b", true),
             ("https://data.myapp.com/redirect/x?a=1;b=2", true),
+            // Escapes in the query do not steer the path, so they are not refused.
+            ("https://data.myapp.com/redirect/x?next=%2Fhome%3Bx%25", true),
+            ("https://data.myapp.com/redirect/x%2Fy?next=ok", false),
             // Not canonical: upper-case host or scheme, default port, IDN not in punycode.
             ("https://DATA.myapp.com/redirect/x", false),
             ("HTTPS://data.myapp.com/redirect/x", false),
