@@ -31,6 +31,9 @@ pub struct Verified {
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
     map: DashMap<TokenDigest, Verified>,
+    /// When a full cache was last swept (seconds): at most one sweep a second, so a cache full
+    /// of live entries does not cost every new verification a pass over all of them.
+    swept_at: std::sync::atomic::AtomicU64,
 }
 
 fn key(token: &str) -> TokenDigest {
@@ -55,7 +58,16 @@ impl VerifiedCache {
 
     pub fn insert(&self, token: &str, verified: Verified, now: u64) {
         if self.map.len() >= MAX_ENTRIES {
-            self.map.retain(|_, v| v.exp > now);
+            use std::sync::atomic::Ordering;
+            let last = self.swept_at.load(Ordering::Relaxed);
+            if now > last
+                && self
+                    .swept_at
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.map.retain(|_, v| v.exp > now);
+            }
             if self.map.len() >= MAX_ENTRIES {
                 return;
             }
