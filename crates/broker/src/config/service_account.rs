@@ -57,6 +57,9 @@ impl RawServiceAccount {
     }
 }
 
+/// Longest `certificate_warning_days` accepted; far beyond any certificate's validity.
+const MAX_CERTIFICATE_WARNING_DAYS: u64 = 3650;
+
 pub(super) fn validate(
     p: &mut Problems,
     at: &str,
@@ -121,13 +124,20 @@ pub(super) fn validate(
         }
     }
     let days = raw.certificate_warning_days.unwrap_or(30);
+    if days > MAX_CERTIFICATE_WARNING_DAYS {
+        p.push(
+            &format!("{at}.certificate_warning_days"),
+            format!("must be at most {MAX_CERTIFICATE_WARNING_DAYS} (ten years)"),
+        );
+    }
     Some(ServiceAccountConfig {
         org_id: org_id?,
         technical_account_id: technical_account_id?,
         metascopes,
         keys,
         audience_base: raw.audience_base,
-        certificate_warning: Duration::from_secs(days * 86_400),
+        // Bounded above, so the product cannot overflow even while the problem is reported.
+        certificate_warning: Duration::from_secs(days.min(MAX_CERTIFICATE_WARNING_DAYS) * 86_400),
     })
 }
 

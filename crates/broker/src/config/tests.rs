@@ -539,3 +539,39 @@ fn flow_urls_must_be_canonical_in_both_flows() {
         }
     }
 }
+
+/// Found by fuzzing: a huge `certificate_warning_days` overflowed `days * 86_400` (a panic in
+/// builds with overflow checks, a wrapped duration without). It is now a reported problem.
+#[test]
+fn huge_certificate_warning_days_is_a_problem_not_an_overflow() {
+    let doc = include_str!("../../../../docs/configuration.md");
+    let start = doc.find("```toml\n").expect("an example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("closed");
+    let example = &doc[start..end];
+    assert!(example.contains("certificate_warning_days = 30 "));
+    for (days, refused) in [
+        ("30", false),
+        ("3650", false),
+        ("3651", true),
+        ("300000000000000", true),
+        ("9223372036854775807", true),
+    ] {
+        let text = example.replace(
+            "certificate_warning_days = 30 ",
+            &format!("certificate_warning_days = {days} "),
+        );
+        match Config::parse(&text, Path::new("/etc/imsgate")) {
+            Ok(_) => assert!(!refused, "{days} accepted"),
+            Err(e) => {
+                assert!(refused, "{days} refused: {e}");
+                assert_eq!(
+                    e.problems,
+                    vec![
+                        "credentials.legacy.certificate_warning_days: must be at most 3650 (ten years)"
+                            .to_owned()
+                    ]
+                );
+            }
+        }
+    }
+}
