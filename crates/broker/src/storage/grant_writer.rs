@@ -38,9 +38,24 @@ struct Job {
     reply: oneshot::Sender<Outcome>,
 }
 
-/// The sending half; the thread stops (and closes its connection) when the store is dropped.
+/// The sending half. Dropping it (with the store) stops both threads and waits for them, so
+/// once a store is dropped none of its connections is open any more (another process may then
+/// move or truncate the files safely).
 pub(super) struct GrantWriter {
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    stop: Option<mpsc::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for GrantWriter {
+    fn drop(&mut self) {
+        // The writer finishes the writes already queued, then sees the queue closed.
+        self.jobs.take();
+        self.stop.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl GrantWriter {
@@ -53,21 +68,28 @@ impl GrantWriter {
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(std::io::Error::other)?;
         let (jobs, queue) = mpsc::channel();
+        let (stop, stopped) = mpsc::channel();
         let dirty = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&dirty);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("imsgate-grant-writer".into())
             .spawn(move || run(conn, &path, &queue, &flag))?;
-        std::thread::Builder::new()
+        let checkpointer = std::thread::Builder::new()
             .name("imsgate-checkpoint".into())
-            .spawn(move || checkpoint(&checkpointer, &dirty))?;
-        Ok(Self { jobs })
+            .spawn(move || checkpoint(&checkpointer, &dirty, &stopped))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            stop: Some(stop),
+            threads: vec![writer, checkpointer],
+        })
     }
 
     /// Queues `write` and waits until it is committed (or failed).
     pub(super) async fn write(&self, write: GrantWrite) -> Outcome {
         let (reply, outcome) = oneshot::channel();
         self.jobs
+            .as_ref()
+            .ok_or(StorageError::Join)?
             .send(Job { write, reply })
             .map_err(|_| StorageError::Join)?;
         outcome.await.map_err(|_| StorageError::Join)?
@@ -109,10 +131,9 @@ fn run(
 }
 
 /// Moves committed grant writes from the WAL into the database while the writer keeps writing
-/// (a passive checkpoint never blocks it). Stops when the writer has stopped.
-fn checkpoint(conn: &Connection, dirty: &Arc<AtomicBool>) {
-    while Arc::strong_count(dirty) > 1 {
-        std::thread::sleep(CHECKPOINT_EVERY);
+/// (a passive checkpoint never blocks it). Stops when the store is dropped.
+fn checkpoint(conn: &Connection, dirty: &AtomicBool, stop: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         if dirty.swap(false, Ordering::Relaxed)
             && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
