@@ -62,6 +62,7 @@ fn fixture() -> &'static Fixture {
             uuid::Uuid::from_u128(0x6ba7b810_9dad_11d1_80b4_00c04fd430c8),
             Arc::new(FixedClock),
             Duration::from_secs(1),
+            Arc::new(imsgate_broker::metrics::Metrics::new()),
         )
         .expect("verifier");
         let _ = std::fs::remove_dir_all(&dir);

@@ -85,8 +85,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let expect = Expectations {
         issuers: &f.issuers,
         client_id: CLIENT,
-        nonce: NONCE,
+        nonce_sha256: id_token::nonce_digest(NONCE),
         leeway_secs: 60,
+        max_age_secs: 300,
     };
     if mode & 2 == 0 {
         if let Ok(id) = t.verify(&f.public, &expect, NOW) {
