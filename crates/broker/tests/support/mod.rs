@@ -4,6 +4,7 @@
 
 pub mod consent;
 pub mod jwt;
+pub mod tools;
 pub mod user_login;
 
 use std::os::unix::fs::PermissionsExt;
