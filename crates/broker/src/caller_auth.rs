@@ -266,7 +266,12 @@ impl CallerVerifier {
                         CallerAlgorithm::Es256 => ("ES256", Algorithm::ES256),
                     })
                     .collect();
-                let cache = JwksCache::new(url.clone(), http_timeout, metrics)?;
+                let cache = JwksCache::new(
+                    url.clone(),
+                    http_timeout,
+                    metrics,
+                    crate::jwks::JwksSource::Caller,
+                )?;
                 (Keys::Jwks(Box::new(cache)), algorithms)
             }
         };
