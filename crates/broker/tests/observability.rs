@@ -250,3 +250,36 @@ async fn org_tokens_are_one_series_per_credential_and_ims_jwks_fetches_are_count
         "{m}"
     );
 }
+
+/// A refused caller token's DEBUG line names the failed claim and the expected (configured)
+/// value, and never the token or the value the token carried.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refusal_is_logged_at_debug_with_the_claim_and_the_expected_value() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = Harness::start(Options::default()).await;
+    let mut c = claims("debug-user");
+    c["iss"] = json!("https://attacker.example");
+    let token = hs256(&c, CALLER_KEY);
+    assert_eq!(h.client_token(&token).await.status(), 401);
+    let logs = capture.text();
+    let line: serde_json::Value = logs
+        .lines()
+        .filter(|l| l.contains("caller token refused"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .next()
+        .unwrap_or_else(|| panic!("no refusal line: {logs}"));
+    assert_eq!(line["level"], "DEBUG");
+    assert_eq!(line["fields"]["reason"], "issuer");
+    assert_eq!(line["fields"]["field"], "iss");
+    assert_eq!(line["fields"]["expected"], ISSUER);
+    for leaked in [token.as_str(), "https://attacker.example", "debug-user"] {
+        assert!(!logs.contains(leaked), "the log contains {leaked:?}");
+    }
+}
