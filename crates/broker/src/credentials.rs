@@ -130,7 +130,10 @@ impl ImsFetcher {
         let first = cred.active_secret() % n.max(1);
         let mut last_err = ImsError::invalid_response("credential has no secret");
         for i in (0..n).map(|k| (first + k) % n) {
-            let resp = self.client.send(endpoint, build(&cred.secrets[i])).await?;
+            let resp = self
+                .client
+                .send(endpoint, &cred.config.name, build(&cred.secrets[i]))
+                .await?;
             match parse(&resp) {
                 Ok(value) => {
                     if i != first {

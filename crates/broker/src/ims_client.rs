@@ -33,9 +33,11 @@ impl ImsClient {
 
     /// Sends `req`. A transport failure becomes an `ImsError` of kind `Transport`; any HTTP
     /// response, whatever its status, is returned for the protocol crate to judge.
+    /// `credential` (its config name) labels the metric.
     pub async fn send(
         &self,
         endpoint: &'static str,
+        credential: &str,
         req: HttpRequest,
     ) -> Result<HttpResponse, ImsError> {
         let started = tokio::time::Instant::now();
@@ -49,7 +51,11 @@ impl ImsClient {
         };
         self.metrics
             .ims
-            .get_or_create(&ImsLabels { endpoint, outcome })
+            .get_or_create(&ImsLabels {
+                endpoint,
+                outcome,
+                credential: credential.to_owned(),
+            })
             .observe(started.elapsed().as_secs_f64());
         result
     }

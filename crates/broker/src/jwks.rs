@@ -132,6 +132,17 @@ struct Inner {
     /// A set older than this is reloaded ([`MAX_AGE`]; shorter in tests).
     max_age: Duration,
     metrics: Arc<Metrics>,
+    /// Whose keys these are, for the fetch metric: [`JwksSource`].
+    source: &'static str,
+}
+
+/// Whose key set a cache holds, as the `source` label of `imsgate_jwks_fetches_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwksSource {
+    /// IMS's keys, for consent and sign-in id_tokens.
+    Ims,
+    /// The partner's caller-token keys.
+    Caller,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -168,7 +179,12 @@ impl std::fmt::Display for LoadError {
 }
 
 impl JwksCache {
-    pub fn new(url: Url, timeout: Duration, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(
+        url: Url,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+        source: JwksSource,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -183,13 +199,17 @@ impl JwksCache {
                 reloading: std::sync::atomic::AtomicBool::new(false),
                 max_age: MAX_AGE,
                 metrics,
+                source: match source {
+                    JwksSource::Ims => "ims",
+                    JwksSource::Caller => "caller",
+                },
             }),
         })
     }
 
     #[cfg(test)]
     fn with_max_age(url: Url, timeout: Duration, max_age: Duration) -> Self {
-        let mut c = Self::new(url, timeout, Arc::new(Metrics::new())).unwrap();
+        let mut c = Self::new(url, timeout, Arc::new(Metrics::new()), JwksSource::Ims).unwrap();
         Arc::get_mut(&mut c.inner).unwrap().max_age = max_age;
         c
     }
@@ -295,12 +315,14 @@ impl JwksCache {
         snap.attempted_at = Some(now);
         match result {
             Ok(keys) => {
+                self.inner.metrics.jwks_fetch(self.inner.source, "ok");
                 snap.keys = keys;
                 snap.fetched_at = Some(now);
                 snap.failed = false;
             }
             Err(e) => {
                 self.inner.metrics.jwks_load_failure(e.code());
+                self.inner.metrics.jwks_fetch(self.inner.source, e.code());
                 tracing::warn!(url = %self.inner.url, reason = e.code(), error = %e, "JWKS not loaded; keeping the previous keys");
                 snap.failed = true;
             }

@@ -13,6 +13,7 @@ pub mod ims_client;
 pub mod jwks;
 pub mod keystore;
 pub mod metrics;
+pub mod process_metrics;
 pub mod ratelimit;
 pub mod sealed;
 pub mod secrets;

@@ -19,6 +19,29 @@ pub struct RouteLabels {
 pub struct ImsLabels {
     pub endpoint: &'static str,
     pub outcome: &'static str,
+    /// The credential's name from the config (a bounded set, never a secret).
+    pub credential: String,
+}
+
+/// A token kind of a credential: `client` (the credential's own token) or `org` (org-scoped
+/// tokens, all orgs together: org ids are unbounded, so never a label).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub credential: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JwksFetchLabels {
+    /// `ims` (IMS's keys, for id_tokens) or `caller` (the caller-token key set).
+    pub source: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub commit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +101,14 @@ pub struct Metrics {
     /// Connections the server closed itself, by reason.
     pub connections_closed: Family<ReasonLabels, Counter>,
     pub jwks_load_failures: Family<ReasonLabels, Counter>,
+    pub jwks_fetches: Family<JwksFetchLabels, Counter>,
+    /// Expiry (unix seconds) of the token last obtained, per credential and kind.
+    pub token_expiry: Family<TokenLabels, Gauge>,
+    /// When a token was last obtained from IMS (unix seconds), per credential and kind.
+    pub token_last_refresh: Family<TokenLabels, Gauge>,
+    pub build_info: Family<BuildLabels, Gauge>,
+    /// Unprefixed process metrics (`process_*`), read at scrape time where the OS allows.
+    process: Registry,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -182,7 +213,38 @@ impl Metrics {
             "Key sets not loaded (fetch failed, malformed, duplicate kid); the previous keys stay",
             jwks_load_failures.clone(),
         );
-        Self {
+        let jwks_fetches = Family::<JwksFetchLabels, Counter>::default();
+        registry.register(
+            "jwks_fetches",
+            "Key set fetches by source (ims, caller) and outcome (ok, or why the set was not loaded)",
+            jwks_fetches.clone(),
+        );
+        let token_expiry = Family::<TokenLabels, Gauge>::default();
+        registry.register(
+            "token_expiry_timestamp_seconds",
+            "Expiry (unix seconds) of the token last obtained, by credential and kind (client, org)",
+            token_expiry.clone(),
+        );
+        let token_last_refresh = Family::<TokenLabels, Gauge>::default();
+        registry.register(
+            "token_last_refresh_timestamp_seconds",
+            "When a token was last obtained from IMS (unix seconds), by credential and kind (client, org)",
+            token_last_refresh.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which build is running",
+            build_info.clone(),
+        );
+        let mut process = Registry::default();
+        process.register_collector(Box::new(crate::process_metrics::ProcessCollector::new()));
+        let metrics = Self {
+            process,
+            jwks_fetches,
+            token_expiry,
+            token_last_refresh,
+            build_info,
             registry,
             connections,
             connections_closed,
@@ -198,7 +260,52 @@ impl Metrics {
             cache,
             rate_limited,
             caller_auth_failures,
-        }
+        };
+        metrics.set_build_info(
+            env!("CARGO_PKG_VERSION"),
+            option_env!("IMSGATE_GIT_COMMIT").unwrap_or("unknown"),
+        );
+        metrics
+    }
+
+    /// Names the running build in `imsgate_build_info`. The binary calls this with its own
+    /// version and git commit (set at its build); the default is this crate's version and the
+    /// commit this crate was built with, if any.
+    pub fn set_build_info(&self, version: &str, commit: &str) {
+        self.build_info.clear();
+        self.build_info
+            .get_or_create(&BuildLabels {
+                version: version.to_owned(),
+                commit: commit.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// A token was obtained from IMS: its expiry and the time, for the credential and kind.
+    pub fn token_obtained(
+        &self,
+        credential: &str,
+        org: bool,
+        expires_at: std::time::SystemTime,
+        now: std::time::SystemTime,
+    ) {
+        let labels = TokenLabels {
+            credential: credential.to_owned(),
+            kind: if org { "org" } else { "client" },
+        };
+        let secs = |t| i64::try_from(crate::clock::unix_ms(t) / 1000).unwrap_or(i64::MAX);
+        self.token_expiry
+            .get_or_create(&labels)
+            .set(secs(expires_at));
+        self.token_last_refresh
+            .get_or_create(&labels)
+            .set(secs(now));
+    }
+
+    pub fn jwks_fetch(&self, source: &'static str, outcome: &'static str) {
+        self.jwks_fetches
+            .get_or_create(&JwksFetchLabels { source, outcome })
+            .inc();
     }
 
     pub fn cache_event(&self, event: &'static str) {
@@ -243,9 +350,12 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.process);
+        let _ = encode_eof(&mut out);
         out
     }
 }

@@ -118,7 +118,13 @@ fn load_file(path: &Path) -> Result<SecretString, SecretError> {
     }
     let mut raw = std::fs::read_to_string(path).map_err(|e| SecretError::Unreadable {
         path: shown.clone(),
-        reason: e.kind().to_string(),
+        reason: if e.kind() == std::io::ErrorKind::InvalidData {
+            // Secrets are text; a raw binary key would otherwise fail with "invalid data".
+            "it is not UTF-8 text (write binary keys as base64, e.g. `openssl rand -base64 48`)"
+                .to_owned()
+        } else {
+            e.kind().to_string()
+        },
     })?;
     let trimmed = raw.trim();
     if trimmed.is_empty() {

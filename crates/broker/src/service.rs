@@ -182,6 +182,7 @@ impl Broker {
                     config.ims.endpoints.jwks.clone(),
                     config.ims.request_timeout,
                     metrics.clone(),
+                    crate::jwks::JwksSource::Ims,
                 )
                 .map_err(|e| vec![e])?,
             ))

@@ -7,7 +7,30 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-async fn assert_401(h: &Harness, name: &str, req: reqwest::RequestBuilder) {
+// The descriptions several cases share; each is listed in docs/http-api.md.
+const NO_TOKEN: &str = "no caller token: send it in the Authorization header as `Bearer <token>`";
+const NOT_BEARER: &str =
+    "the Authorization header is not `Bearer <token>` (one token, no other scheme)";
+const HEADER_MALFORMED: &str =
+    "the caller token's header is malformed: not a base64url JSON object without repeated keys";
+const ALG: &str = "the caller token's algorithm (`alg` header) is missing or not allowed here";
+const CRIT: &str =
+    "the caller token's header names a JWS extension (`crit`, `b64` or `zip`); none is supported";
+const ISS_TYPE: &str = "the caller token's `iss` claim has the wrong type or form";
+const AZP: &str = "the caller token's authorized party (`azp`) is wrong or missing (required when `aud` names others too)";
+
+/// Sends `req` and checks the refusal: 401, the Bearer challenge, `invalid_token`, exactly the
+/// `want` description, which must not contain the token, any part of it, or any string value
+/// from its header or claims; and `want` is listed in docs/http-api.md.
+async fn assert_refused(name: &str, req: reqwest::RequestBuilder, want: &str) {
+    let built = req.try_clone().unwrap().build().unwrap();
+    let mut sent: Vec<String> = Vec::new();
+    for v in built.headers().get_all("authorization") {
+        sent.push(v.to_str().unwrap().to_owned());
+    }
+    if let Some(q) = built.url().query() {
+        sent.push(q.to_owned());
+    }
     let resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 401, "case {name}");
     assert_eq!(
@@ -19,8 +42,54 @@ async fn assert_401(h: &Harness, name: &str, req: reqwest::RequestBuilder) {
     );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token", "case {name}");
-    assert!(body["error_description"].is_string(), "case {name}");
-    let _ = h;
+    let got = body["error_description"].as_str().unwrap_or_default();
+    assert_eq!(got, want, "case {name}");
+    for secret in attacker_strings(&sent) {
+        assert!(
+            !got.contains(&secret),
+            "case {name}: the description echoes {secret:?}"
+        );
+    }
+    let doc = include_str!("../../../docs/http-api.md");
+    let generic = regex::Regex::new("`(iss|sub|aud|exp|iat|nbf)`")
+        .unwrap()
+        .replace_all(want, "`<claim>`");
+    assert!(
+        doc.contains(want) || doc.contains(generic.as_ref()),
+        "case {name}: docs/http-api.md does not list {want:?}"
+    );
+}
+
+/// What an attacker sent: each header value, each token word, each of its dot-separated parts
+/// (8 characters or more), and every string value (4 or more) in a part that decodes to JSON.
+fn attacker_strings(sent: &[String]) -> Vec<String> {
+    fn strings(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.len() >= 4 => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+            Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    use base64::Engine;
+    let mut out = Vec::new();
+    for value in sent {
+        out.push(value.clone());
+        for word in value.split([' ', '=', '&']) {
+            out.push(word.to_owned());
+            for part in word.split('.').filter(|p| p.len() >= 8) {
+                out.push(part.to_owned());
+                if let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part)
+                    && let Ok(json) = serde_json::from_slice::<Value>(&bytes)
+                {
+                    strings(&json, &mut out);
+                }
+            }
+        }
+    }
+    // The scheme names are the protocol's words, which the descriptions use too.
+    out.retain(|s| s.len() >= 4 && !["bearer", "basic"].contains(&s.to_lowercase().as_str()));
+    out
 }
 
 /// A token with raw header and claims JSON, signed HS256 with the right key.
@@ -75,22 +144,25 @@ async fn refused_caller_tokens_table() {
     assert_eq!(bearer(hs(good.clone())).send().await.unwrap().status(), 200);
 
     let big_sub = "x".repeat(5000);
-    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
-        ("no header", h.http.get(&url)),
+    let cases: Vec<(&str, reqwest::RequestBuilder, &str)> = vec![
+        ("no header", h.http.get(&url), NO_TOKEN),
         (
             "token only in the query string",
             h.http
                 .get(format!("{url}?access_token={}", hs(good.clone()))),
+            NO_TOKEN,
         ),
         (
             "basic scheme",
             h.http
                 .get(&url)
                 .header("Authorization", format!("Basic {}", hs(good.clone()))),
+            NOT_BEARER,
         ),
         (
             "scheme without token",
             h.http.get(&url).header("Authorization", "Bearer"),
+            NOT_BEARER,
         ),
         (
             "two authorization headers",
@@ -98,11 +170,13 @@ async fn refused_caller_tokens_table() {
                 .get(&url)
                 .header("Authorization", format!("Bearer {}", hs(good.clone())))
                 .header("Authorization", format!("Bearer {}", hs(good.clone()))),
+            "the Authorization header is repeated or is not plain ASCII text",
         ),
-        ("garbage", bearer("not.a.jwt".into())),
+        ("garbage", bearer("not.a.jwt".into()), HEADER_MALFORMED),
         (
             "wrong key",
             bearer(hs256(&good, "another-shared-key-0123456789abcdefgh")),
+            "the caller token's signature is invalid",
         ),
         (
             "expired",
@@ -111,40 +185,57 @@ async fn refused_caller_tokens_table() {
                 "iat",
                 json!(now - 700),
             ))),
+            "the caller token has expired (`exp`)",
         ),
         (
             "wrong audience",
             bearer(hs(with(good.clone(), "aud", json!("someone-else")))),
+            "the caller token's audience (`aud`) is wrong",
         ),
         (
             "wrong issuer",
             bearer(hs(with(good.clone(), "iss", json!("https://evil.test")))),
+            "the caller token's issuer (`iss`) is wrong",
         ),
-        ("missing sub", bearer(hs(without(good.clone(), "sub")))),
+        (
+            "missing sub",
+            bearer(hs(without(good.clone(), "sub"))),
+            "the caller token has no `sub` claim",
+        ),
         (
             "empty sub",
             bearer(hs(with(good.clone(), "sub", json!("")))),
+            "the caller token's subject (`sub`) is empty or longer than 256 bytes",
         ),
-        ("missing exp", bearer(hs(without(good.clone(), "exp")))),
+        (
+            "missing exp",
+            bearer(hs(without(good.clone(), "exp"))),
+            "the caller token has no `exp` claim",
+        ),
         (
             "exp as string",
             bearer(hs(with(good.clone(), "exp", json!((now + 60).to_string())))),
+            "the caller token's `exp` claim has the wrong type or form",
         ),
         (
             "lives too long",
             bearer(hs(with(good.clone(), "exp", json!(now + 86_400)))),
+            "the caller token's lifetime is too long: `exp` is further ahead than the configured maximum",
         ),
         (
             "issued in the future",
             bearer(hs(with(good.clone(), "iat", json!(now + 3600)))),
+            "the caller token is not valid yet (`iat` is in the future)",
         ),
         (
             "not yet valid",
             bearer(hs(with(good.clone(), "nbf", json!(now + 3600)))),
+            "the caller token is not valid yet (`nbf` is in the future)",
         ),
         (
             "oversized",
             bearer(hs(with(good.clone(), "sub", json!(big_sub)))),
+            "the caller token is larger than 4096 bytes",
         ),
         (
             "alg none",
@@ -153,6 +244,7 @@ async fn refused_caller_tokens_table() {
                 b64(r#"{"alg":"none","typ":"JWT"}"#),
                 b64(&good.to_string())
             )),
+            ALG,
         ),
         (
             "alg NONE",
@@ -161,10 +253,12 @@ async fn refused_caller_tokens_table() {
                 b64(r#"{"alg":"NONE","typ":"JWT"}"#),
                 b64(&good.to_string())
             )),
+            ALG,
         ),
         (
             "alg None signed",
             bearer(forged(&json!({"alg": "None"}), &good, CALLER_KEY)),
+            ALG,
         ),
         (
             "alg HS512",
@@ -176,14 +270,17 @@ async fn refused_caller_tokens_table() {
                 )
                 .unwrap(),
             ),
+            ALG,
         ),
         (
             "RS256 from another issuer's key",
             bearer(h.emulator.sign(json!({"typ": "JWT"}), &good)),
+            ALG,
         ),
         (
             "two tokens",
             bearer(format!("{} {}", hs(good.clone()), hs(good.clone()))),
+            NOT_BEARER,
         ),
         // Header extensions: none is supported, so naming any refuses the token.
         (
@@ -193,6 +290,7 @@ async fn refused_caller_tokens_table() {
                 &good,
                 CALLER_KEY,
             )),
+            CRIT,
         ),
         (
             "empty crit",
@@ -201,6 +299,7 @@ async fn refused_caller_tokens_table() {
                 &good,
                 CALLER_KEY,
             )),
+            CRIT,
         ),
         (
             "b64 false",
@@ -209,6 +308,7 @@ async fn refused_caller_tokens_table() {
                 &good,
                 CALLER_KEY,
             )),
+            CRIT,
         ),
         // Duplicate JSON keys: the last `alg` would be HS256, the last `sub` another user.
         (
@@ -217,6 +317,7 @@ async fn refused_caller_tokens_table() {
                 r#"{"alg":"none","alg":"HS256"}"#,
                 &good.to_string(),
             )),
+            HEADER_MALFORMED,
         ),
         (
             "duplicate sub in claims",
@@ -227,11 +328,13 @@ async fn refused_caller_tokens_table() {
                     now + 300
                 ),
             )),
+            "the caller token's claims are malformed: not a base64url JSON object without repeated keys",
         ),
         // Claim shapes before values.
         (
             "iss array of the issuer",
             bearer(hs(with(good.clone(), "iss", json!([ISSUER])))),
+            ISS_TYPE,
         ),
         (
             "iss array with another issuer",
@@ -240,30 +343,65 @@ async fn refused_caller_tokens_table() {
                 "iss",
                 json!([ISSUER, "https://evil.example"]),
             ))),
+            ISS_TYPE,
         ),
         (
             "aud array with an extra audience and no azp",
-            bearer(hs(with(good.clone(), "aud", json!([AUDIENCE, "other"])))),
+            bearer(hs(with(
+                good.clone(),
+                "aud",
+                json!([AUDIENCE, "other-audience"]),
+            ))),
+            AZP,
         ),
         (
             "azp of another party",
-            bearer(hs(with(good.clone(), "azp", json!("other")))),
+            bearer(hs(with(good.clone(), "azp", json!("other-party")))),
+            AZP,
         ),
         (
             "aud empty array",
             bearer(hs(with(good.clone(), "aud", json!([])))),
+            "the caller token's `aud` claim has the wrong type or form",
         ),
         (
             "sub a number",
             bearer(hs(with(good.clone(), "sub", json!(42)))),
+            "the caller token's `sub` claim has the wrong type or form",
         ),
         (
             "iat a string",
             bearer(hs(with(good.clone(), "iat", json!(now.to_string())))),
+            "the caller token's `iat` claim has the wrong type or form",
+        ),
+        (
+            "missing iss",
+            bearer(hs(without(good.clone(), "iss"))),
+            "the caller token has no `iss` claim",
+        ),
+        (
+            "missing aud",
+            bearer(hs(without(good.clone(), "aud"))),
+            "the caller token has no `aud` claim",
+        ),
+        (
+            "two parts",
+            bearer(hs(good.clone()).rsplit_once('.').unwrap().0.to_owned()),
+            "the caller token is malformed: a JWT is three base64url parts separated by dots",
+        ),
+        (
+            "claims not JSON",
+            bearer(forged_raw(r#"{"alg":"HS256"}"#, "not json at all")),
+            "the caller token's claims are malformed: not a base64url JSON object without repeated keys",
+        ),
+        (
+            "signature not base64url",
+            bearer(format!("{}!!!!", hs(good.clone()))),
+            "the caller token's signature is malformed: not base64url of the algorithm's form",
         ),
     ];
-    for (name, req) in cases {
-        assert_401(&h, name, req).await;
+    for (name, req, want) in cases {
+        assert_refused(name, req, want).await;
     }
     // Accepted shapes under the audience rule, and fractional NumericDates.
     let accepted: Vec<(&str, Value)> = vec![
@@ -597,5 +735,175 @@ async fn a_rotated_key_is_picked_up_within_seconds_despite_bogus_kids() {
     assert!(
         accepted <= std::time::Duration::from_millis(3500),
         "the rotated key took {accepted:?}"
+    );
+}
+
+/// JWKS mode: the refusals about the signing key say which check failed.
+#[tokio::test]
+async fn jwks_refusals_say_which_key_check_failed() {
+    let keys = support::jwt::TestKeys::default();
+    let emulator = start_emulator(300).await;
+    let mut set: Value = serde_json::from_str(&keys.jwks()).unwrap();
+    // A key for another algorithm (a key marked for encryption is dropped when the set loads).
+    let mut rs384 = keys.rsa_jwk("rsa-384");
+    rs384["alg"] = json!("RS384");
+    set["keys"].as_array_mut().unwrap().push(rs384);
+    emulator.set_published_jwks(Some(set.to_string()));
+    let table = format!(
+        "issuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_url = \"{}/ims/keys\"\nalgorithms = [\"RS256\", \"ES256\"]",
+        emulator.base_url()
+    );
+    let h = Harness::start_with(
+        emulator,
+        Options {
+            caller_auth: Some(table),
+            ..Options::default()
+        },
+    )
+    .await;
+    let c = claims("jwks-refusals");
+    let url = format!("{}/api/client-token", h.url);
+    let bearer = |t: String| {
+        h.http
+            .get(&url)
+            .header("Authorization", format!("Bearer {t}"))
+    };
+    assert_eq!(
+        bearer(keys.sign("RS256", json!({"kid": "rsa-1"}), &c))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "no kid",
+            keys.sign("RS256", json!({}), &c),
+            "the caller token's header has no `kid` naming its signing key",
+        ),
+        (
+            "kid a number",
+            keys.sign("RS256", json!({"kid": 7}), &c),
+            "the caller token's `kid` header is not a string",
+        ),
+        (
+            "unknown kid",
+            keys.sign("RS256", json!({"kid": "no-such-key"}), &c),
+            "the caller token's signing key (`kid`) is unknown",
+        ),
+        (
+            "key published for RS384",
+            keys.sign("RS256", json!({"kid": "rsa-384"}), &c),
+            "the caller token's signing key (`kid`) may not verify its algorithm (the key's `use`, `key_ops`, `alg` or type)",
+        ),
+        (
+            "RS256 naming the EC key",
+            keys.sign("RS256", json!({"kid": "ec-1"}), &c),
+            "the caller token's signing key (`kid`) may not verify its algorithm (the key's `use`, `key_ops`, `alg` or type)",
+        ),
+        (
+            "ES256 signed by another key",
+            support::jwt::TestKeys::default().sign("ES256", json!({"kid": "ec-1"}), &c),
+            "the caller token's signature is invalid",
+        ),
+    ];
+    for (name, token, want) in cases {
+        assert_refused(name, bearer(token), want).await;
+    }
+}
+
+/// How the HS256 key file is read, as docs/configuration.md states it: the file's text with
+/// surrounding whitespace (a trailing newline from `echo`) removed, used as the key bytes as-is
+/// (not base64-decoded), at least 32 bytes; a file that is not UTF-8 text is refused.
+#[tokio::test]
+async fn the_hs256_key_file_is_its_text_trimmed_and_used_as_is() {
+    use base64::Engine;
+    let emulator = start_emulator(300).await;
+    let build = |contents: &[u8]| {
+        let dir = tempfile::tempdir().unwrap();
+        write_secret(dir.path(), "client.secret", CLIENT_SECRET);
+        let path = dir.path().join("caller.key");
+        std::fs::write(&path, contents).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = config_text(emulator.base_url(), &Options::default());
+        let config = imsgate_broker::config::Config::parse(&text, dir.path()).unwrap();
+        imsgate_broker::Broker::build(
+            config,
+            std::sync::Arc::new(imsgate_broker::clock::SystemClock),
+        )
+    };
+    let c = claims("key-file-user");
+    let b64key = "q5kN0m3H1yR8cJx2VtZb7LwPfA9sGdEoUiKhYl4rXn6MjBvCe0WzTgSaQpO1uI2D";
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64key)
+        .unwrap();
+    // (file contents, key the partner signs with, accepted?)
+    let rows: Vec<(&str, Vec<u8>, Vec<u8>, bool)> = vec![
+        ("exact", CALLER_KEY.into(), CALLER_KEY.into(), true),
+        (
+            "trailing newline (echo)",
+            format!("{CALLER_KEY}\n").into(),
+            CALLER_KEY.into(),
+            true,
+        ),
+        (
+            "CRLF and surrounding spaces",
+            format!("  {CALLER_KEY} \r\n").into(),
+            CALLER_KEY.into(),
+            true,
+        ),
+        (
+            "signed with the newline as part of the key",
+            format!("{CALLER_KEY}\n").into(),
+            format!("{CALLER_KEY}\n").into(),
+            false,
+        ),
+        (
+            "base64 text is the key itself",
+            format!("{b64key}\n").into(),
+            b64key.into(),
+            true,
+        ),
+        (
+            "base64 text is not decoded",
+            format!("{b64key}\n").into(),
+            decoded.clone(),
+            false,
+        ),
+    ];
+    for (name, file, signing_key, accepted) in rows {
+        let broker = build(&file).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let verifier = &broker.state.client_token.as_ref().unwrap().verifier;
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &c,
+            &jsonwebtoken::EncodingKey::from_secret(&signing_key),
+        )
+        .unwrap();
+        let got = verifier.verify(&token).await;
+        assert_eq!(got.is_ok(), accepted, "{name}: {got:?}");
+        if !accepted {
+            assert_eq!(
+                got.unwrap_err(),
+                imsgate_broker::caller_auth::AuthFailure::Signature,
+                "{name}"
+            );
+        }
+    }
+    // Too short after trimming, and raw binary (not text): refused at start, saying why.
+    let short = build(format!("{}\n", &CALLER_KEY[..31]).as_bytes()).unwrap_err();
+    assert!(
+        short.iter().any(|p| p.contains("at least 32 bytes")),
+        "{short:?}"
+    );
+    let binary = build(&[0xff, 0xfe, 0x80, 0x81].repeat(16)).unwrap_err();
+    assert!(
+        binary
+            .iter()
+            .any(|p| p.contains("client_token.caller_auth.hs256_secret")
+                && p.contains("not UTF-8 text")),
+        "{binary:?}"
     );
 }

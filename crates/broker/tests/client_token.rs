@@ -205,7 +205,7 @@ async fn health_readiness_and_metrics() {
     for needle in [
         r#"imsgate_http_request_duration_seconds_count{route="/api/client-token",status="200"} 1"#,
         r#"imsgate_http_request_duration_seconds_count{route="/api/client-token",status="401"} 1"#,
-        r#"imsgate_ims_request_duration_seconds_count{endpoint="token",outcome="ok"} 1"#,
+        r#"imsgate_ims_request_duration_seconds_count{endpoint="token",outcome="ok",credential="entitlement"} 1"#,
         r#"imsgate_token_cache_events_total{event="hit"}"#,
         r#"imsgate_caller_auth_failures_total{reason="malformed"} 1"#,
     ] {

@@ -216,6 +216,11 @@ pub async fn run(
         .map_err(|e| vec![format!("cannot write the demo config: {}", e.kind())])?;
     let config = Config::load(&config_path).map_err(|e| e.problems)?;
     let broker = Broker::build(config, Arc::new(SystemClock))?;
+    // `imsgate_build_info`: this binary's version and the git commit its build recorded.
+    broker.state.metrics.set_build_info(
+        env!("CARGO_PKG_VERSION"),
+        option_env!("IMSGATE_GIT_COMMIT").unwrap_or("unknown"),
+    );
 
     let token = caller_token(&caller_key, "demo-user-1", 3600);
     println!("imsgate demo is running (Ctrl-C to stop)");

@@ -50,6 +50,11 @@ pub async fn serve(config: &Path) -> CliResult {
     let config = load(config)?;
     let listen = config.server.listen;
     let broker = Broker::build(config, Arc::new(SystemClock))?;
+    // `imsgate_build_info`: this binary's version and the git commit its build recorded.
+    broker.state.metrics.set_build_info(
+        env!("CARGO_PKG_VERSION"),
+        option_env!("IMSGATE_GIT_COMMIT").unwrap_or("unknown"),
+    );
     let listener = bind(listen, "broker").await?;
     let addr = listener.local_addr().map_err(|e| vec![e.to_string()])?;
     tracing::info!(%addr, "imsgate broker listening");

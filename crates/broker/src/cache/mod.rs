@@ -70,6 +70,8 @@ struct Flight {
     inflight: Option<watch::Receiver<Option<Outcome>>>,
     failure: Option<(ImsError, Instant)>,
     attempts: u32,
+    /// When the current run of failures began, for the recovery log line.
+    failing_since: Option<Instant>,
 }
 
 impl Flight {
@@ -222,6 +224,7 @@ impl TokenCache {
         let mut flight = entry.flight.lock();
         flight.failure = None;
         flight.attempts = 0;
+        flight.failing_since = None;
         entry.current.store(None);
     }
 
@@ -377,15 +380,41 @@ fn finish_flight(shared: &Shared, entry: &Entry, result: Result<AccessToken, Ims
     flight.inflight = None;
     match result {
         Ok(token) => {
-            let cached = Arc::new(schedule_token(shared.clock.now(), token));
+            let now = shared.clock.now();
+            shared.metrics.token_obtained(
+                &entry.key.credential,
+                entry.key.org_id.is_some(),
+                token.expires_at,
+                now,
+            );
+            let cached = Arc::new(schedule_token(now, token));
             entry.current.store(Some(cached.clone()));
+            if flight.attempts > 0 {
+                let over = flight
+                    .failing_since
+                    .map(|t| t.elapsed().as_secs_f64())
+                    .unwrap_or_default();
+                tracing::info!(
+                    credential = %entry.key.credential,
+                    org_id = entry.key.org_id.as_deref().unwrap_or(""),
+                    failures = flight.attempts,
+                    seconds = over,
+                    "IMS token requests for credential {} succeed again after {} failure{} over {:.1} s",
+                    entry.key.credential,
+                    flight.attempts,
+                    if flight.attempts == 1 { "" } else { "s" },
+                    over,
+                );
+            }
             flight.failure = None;
             flight.attempts = 0;
+            flight.failing_since = None;
             Ok(cached)
         }
         Err(cause) => {
             flight.attempts = flight.attempts.saturating_add(1);
             let now = Instant::now();
+            flight.failing_since.get_or_insert(now);
             // How long callers are still served without IMS: while that outlasts the backoff,
             // nobody waits on the retry; once it does not, callers are refused until it succeeds.
             let served_for = entry

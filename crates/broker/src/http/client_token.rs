@@ -47,9 +47,8 @@ pub async fn client_token(
     let caller = match st.verifier.verify_headers(&headers).await {
         Ok(c) => c,
         Err(reason) => {
-            st.metrics.caller_auth_failure(reason.as_str());
-            tracing::debug!(reason = reason.as_str(), "caller token refused");
-            return Err(ApiError::invalid_token());
+            st.verifier.log_refusal(reason, &st.metrics);
+            return Err(ApiError::invalid_token(reason.description()));
         }
     };
     let id = caller.token_id;

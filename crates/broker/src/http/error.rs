@@ -33,15 +33,12 @@ impl ApiError {
         }
     }
 
-    /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750).
-    pub fn invalid_token() -> Self {
+    /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750), saying which check
+    /// failed (`caller_auth::AuthFailure::description`).
+    pub fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
         Self {
             www_authenticate: Some("Bearer error=\"invalid_token\""),
-            ..Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "a valid caller token is required in the Authorization header (Bearer)",
-            )
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
         }
     }
 
