@@ -116,7 +116,13 @@ fn assert_page_headers(r: &reqwest::Response) {
     let h = r.headers();
     assert_eq!(h["content-type"], "text/html; charset=utf-8");
     assert_eq!(h["cache-control"], "no-store");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    // Console pages send `same-origin` so their forms carry a real Origin; flow pages nothing.
+    let policy = if r.url().path().starts_with("/admin") {
+        "same-origin"
+    } else {
+        "no-referrer"
+    };
+    assert_eq!(h["referrer-policy"], policy, "{}", r.url());
     assert_eq!(h["x-content-type-options"], "nosniff");
     let csp = h["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'"), "{csp}");
@@ -484,6 +490,11 @@ async fn linked_orgs_page_and_search_within_bounds() {
         ("?q=_", 0, None),
         ("?q=nobody", 0, None),
         ("?q=acct&offset=40", 5, Some("41–45 of 45")),
+        ("?limit=7", 7, Some("1–7 of 45")),
+        ("?limit=7&offset=42", 3, Some("43–45 of 45")),
+        ("?limit=0", 1, Some("1–1 of 45")),
+        ("?limit=100000", 45, Some("1–45 of 45")),
+        ("?limit=abc", 20, Some("1–20 of 45")),
     ];
     for (q, n, range) in table {
         let html = op.page(q).await;
@@ -503,6 +514,17 @@ async fn linked_orgs_page_and_search_within_bounds() {
     assert!(!html.contains("links-prev"));
     let html = op.page("?q=acct&offset=20").await;
     assert!(html.contains("links-prev") && html.contains("links-next"));
+    // A chosen page size is kept by the pager and the search form.
+    let html = op.page("?q=acct&limit=7&offset=7").await;
+    assert!(
+        html.contains("href=\"/admin?q=acct&amp;limit=7\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/admin?q=acct&amp;offset=14&amp;limit=7\""),
+        "{html}"
+    );
+    assert!(html.contains("<input type=\"hidden\" name=\"limit\" value=\"7\">"));
     assert!(
         op.page("?q=nobody")
             .await

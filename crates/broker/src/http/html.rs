@@ -20,17 +20,17 @@ pub const CSS: &str = "\
 body{font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);background:#f5f6f8;margin:0}\
 header{background:#fff;border-bottom:1px solid var(--line);padding:.8rem 1.2rem;display:flex;flex-wrap:wrap;gap:.6rem;align-items:center;justify-content:space-between}\
 header h1{font-size:1.15rem;margin:0}\
-main{max-width:72rem;margin:0 auto;padding:1rem 1.2rem 3rem}\
+main{max-width:90rem;margin:0 auto;padding:1rem 1.2rem 3rem}\
 section,.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:1rem 1.2rem;margin:1rem 0}\
-h2{font-size:1.05rem;margin:0 0 .6rem}\
+h2{font-size:1.05rem;margin:0 0 .6rem}h2.next{margin-top:1.4rem}\
 .scroll{overflow-x:auto}\
 table{border-collapse:collapse;width:100%;font-size:.92rem}\
-td,th{border-bottom:1px solid var(--line);padding:.4rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}\
+td,th{border-bottom:1px solid var(--line);padding:.4rem .5rem;text-align:left;vertical-align:top}th{white-space:nowrap}\
 th{color:var(--muted);font-weight:600}\
 tr.needs_reauthorization td{background:#fff3cd}tr.unlinked td{color:#777}\
 code{font-size:.88em;overflow-wrap:anywhere}\
 .muted{color:var(--muted)}.bad{color:var(--bad)}.warn{color:var(--warn)}\
-form.inline{display:inline}\
+form.inline{display:inline}input.wide{width:100%}\
 form.search{display:flex;flex-wrap:wrap;gap:.5rem;margin:0 0 .8rem}\
 input[type=text],input[type=search],input[type=password]{font:inherit;padding:.4rem .6rem;border:1px solid var(--line);border-radius:6px;min-width:0;flex:1 1 12rem}\
 button,.button{font:inherit;font-size:.9rem;padding:.35rem .8rem;border-radius:6px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer;text-decoration:none;display:inline-block}\
@@ -42,7 +42,11 @@ button.danger{background:#fff;color:var(--bad);border-color:var(--bad)}\
 .error-page{max-width:36rem;margin:10vh auto 0}\
 .error-page h1{font-size:1.4rem;margin:0 0 .6rem}\
 .error-page .code{color:var(--muted);font-size:.85rem}\
-@media (max-width:600px){body{font-size:15px}main{padding:.6rem .6rem 2rem}section,.card{padding:.8rem}td,th{padding:.35rem .4rem}}\
+@media (max-width:600px){body{font-size:15px}main{padding:.6rem .6rem 2rem}section,.card{padding:.8rem}td,th{padding:.35rem .4rem}\
+table.stack thead{display:none}table.stack tr{display:block;border-bottom:1px solid var(--line);padding:.4rem 0}\
+table.stack td{display:block;border:0;padding:.15rem 0;position:relative}table.stack td:empty{display:none}\
+table.stack td[data-label]{padding-left:8rem}\
+table.stack td[data-label]::before{content:attr(data-label);color:var(--muted);font-weight:600;position:absolute;left:0;width:7.5rem}}\
 ";
 
 /// `Content-Security-Policy` for every page: nothing but the stylesheet above, forms only to us.
@@ -79,7 +83,7 @@ pub fn document(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<meta name=\"referrer\" content=\"no-referrer\"><title>{}</title><style>{CSS}</style></head>\
+<title>{}</title><style>{CSS}</style></head>\
 <body>{body}</body></html>",
         escape(title)
     )

@@ -126,8 +126,28 @@ fn guard(
     Ok((id, session))
 }
 
+/// A console page. Unlike the flow pages (`no-referrer`, their URLs carry codes and state), the
+/// console's forms need `same-origin`: under `no-referrer` a browser sends `Origin: null` with a
+/// form post, and the same-origin check could not tell the console from a sandboxed foreign frame.
 fn page_response(body_title: &str, body: &str, status: StatusCode) -> Response {
-    html::page(status, body_title, body)
+    let mut resp = html::page(status, body_title, body);
+    resp.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    resp
+}
+
+/// An error as a console page (same referrer policy as the console) or as JSON.
+fn fail(headers: &HeaderMap, err: ApiError) -> Response {
+    let mut resp = html::negotiate(headers, Flow::Admin, err);
+    if html::wants_html(headers) {
+        resp.headers_mut().insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
+    }
+    resp
 }
 
 /// `GET /admin`: the console, or the sign-in form.
@@ -149,7 +169,7 @@ pub async fn page(
     let q = fields(query.as_deref().unwrap_or("").as_bytes());
     match render::console(&st, &session, &q).await {
         Ok(body) => page_response("imsgate console", &body, StatusCode::OK),
-        Err(e) => html::negotiate(&headers, Flow::Admin, e),
+        Err(e) => fail(&headers, e),
     }
 }
 
@@ -161,7 +181,7 @@ pub async fn login(
     body: Bytes,
 ) -> Response {
     if !same_origin(&headers) {
-        return html::negotiate(&headers, Flow::Admin, csrf_refused());
+        return fail(&headers, csrf_refused());
     }
     let form = fields(&body);
     let password = form.get("password").map(String::as_str).unwrap_or("");
@@ -216,7 +236,7 @@ pub async fn login(
                     },
                 )
             };
-            html::negotiate(&headers, Flow::Admin, err)
+            fail(&headers, err)
         }
     }
 }
@@ -240,7 +260,7 @@ pub async fn logout(
             );
             resp
         }
-        Err(e) => html::negotiate(&headers, Flow::Admin, e),
+        Err(e) => fail(&headers, e),
     }
 }
 
@@ -280,8 +300,7 @@ pub async fn unlink(
             None => Err(super::connections::not_linked()),
         }
     };
-    run.await
-        .unwrap_or_else(|e| html::negotiate(&headers, Flow::Admin, e))
+    run.await.unwrap_or_else(|e| fail(&headers, e))
 }
 
 /// `POST /admin/revoke-sign-in`: forgets a user's grant and revokes it at IMS, as
@@ -332,8 +351,7 @@ pub async fn revoke_sign_in(
             )),
         }
     };
-    run.await
-        .unwrap_or_else(|e| html::negotiate(&headers, Flow::Admin, e))
+    run.await.unwrap_or_else(|e| fail(&headers, e))
 }
 
 /// The cache key a refresh form names: one the cache holds, or a configured credential's own.
@@ -400,8 +418,7 @@ pub async fn refresh(
             }
         }
     };
-    run.await
-        .unwrap_or_else(|e: ApiError| html::negotiate(&headers, Flow::Admin, e))
+    run.await.unwrap_or_else(|e: ApiError| fail(&headers, e))
 }
 
 #[cfg(test)]

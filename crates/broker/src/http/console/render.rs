@@ -12,8 +12,66 @@ use crate::http::consent::flow_error;
 use crate::http::error::ApiError;
 use crate::http::html::escape;
 
-/// Rows per page of the linked orgs and the sign-ins.
+/// Rows per page of the linked orgs and the sign-ins, unless `limit` says otherwise.
 pub const PAGE_SIZE: u32 = 20;
+
+const LINK_LABELS: [&str; 7] = [
+    "Account",
+    "Org",
+    "Technical account",
+    "Status",
+    "Linked",
+    "Updated",
+    "",
+];
+const GRANT_LABELS: [&str; 8] = [
+    "User",
+    "Adobe user id",
+    "Signed in",
+    "Last refresh",
+    "Access expires",
+    "Refresh expires",
+    "Sealing key",
+    "",
+];
+const CREDENTIAL_LABELS: [&str; 5] = [
+    "Name",
+    "Kind",
+    "Client id",
+    "Client secrets",
+    "Certificates",
+];
+const TOKEN_LABELS: [&str; 7] = [
+    "Credential",
+    "Org",
+    "State",
+    "Expires",
+    "Last success",
+    "Last IMS error",
+    "",
+];
+
+/// Gives the i-th `<td>` of a row `data-label="labels[i]"`, which the phone layout shows beside
+/// each value once the table's header is hidden. Cell contents are escaped, so a literal `<td>`
+/// only ever opens a cell.
+fn labelled(labels: &[&str], row: &str) -> String {
+    let mut out = String::with_capacity(row.len() + 64);
+    let mut rest = row;
+    let mut i = 0;
+    while let Some(p) = rest.find("<td>") {
+        out.push_str(&rest[..p]);
+        match labels.get(i) {
+            Some(l) if !l.is_empty() => {
+                let _ = write!(out, "<td data-label=\"{l}\">");
+            }
+            _ => out.push_str("<td>"),
+        }
+        rest = &rest[p + 4..];
+        i += 1;
+    }
+    out.push_str(rest);
+    out
+}
 
 /// Milliseconds since the epoch as `2026-12-04 16:20:00 UTC`.
 fn when(ms: u64) -> String {
@@ -46,7 +104,7 @@ pub fn login(error: Option<&str>) -> String {
         "<main class=\"error-page\"><div class=\"card\"><h1>imsgate console</h1>{notice}\
 <form method=\"post\" action=\"/admin/login\" id=\"login\">\
 <p><label for=\"password\">Password (the internal API key)</label></p>\
-<p class=\"search\"><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required autofocus></p>\
+<p><input class=\"wide\" type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required autofocus></p>\
 <p><button type=\"submit\">Sign in</button></p></form></div></main>"
     )
 }
@@ -94,6 +152,23 @@ fn offset_of(q: &HashMap<String, String>, name: &str) -> u64 {
     q.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Rows per page: `limit` (1 to [`crate::storage::MAX_PAGE`]) or [`PAGE_SIZE`].
+fn limit_of(q: &HashMap<String, String>) -> u32 {
+    q.get("limit")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(PAGE_SIZE)
+        .clamp(1, crate::storage::MAX_PAGE)
+}
+
+/// The `limit` parameter to keep in links, empty when it is the default.
+fn limit_param(limit: u32) -> String {
+    if limit == PAGE_SIZE {
+        String::new()
+    } else {
+        limit.to_string()
+    }
+}
+
 /// A link to the console with the given parameters (empty ones left out).
 fn href(params: &[(&str, String)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
@@ -116,6 +191,7 @@ fn pager(
     total: u64,
     offset: u64,
     shown: usize,
+    limit: u32,
     search: (&str, &str),
     offset_name: &str,
 ) -> String {
@@ -129,7 +205,10 @@ fn pager(
             out,
             "<span class=\"muted\">This page is past the end of the {total} rows.</span>\
 <a class=\"button secondary\" id=\"{id}-first\" href=\"{}\">First page</a></div>",
-            href(&[(search.0, search.1.to_owned())])
+            href(&[
+                (search.0, search.1.to_owned()),
+                ("limit", limit_param(limit))
+            ])
         );
         return out;
     }
@@ -143,10 +222,11 @@ fn pager(
         href(&[
             (search.0, search.1.to_owned()),
             (offset_name, o.to_string()),
+            ("limit", limit_param(limit)),
         ])
     };
     if offset > 0 {
-        let prev = offset.saturating_sub(PAGE_SIZE as u64);
+        let prev = offset.saturating_sub(limit as u64);
         let _ = write!(
             out,
             "<a class=\"button secondary\" id=\"{id}-prev\" href=\"{}\">Previous</a>",
@@ -164,9 +244,14 @@ fn pager(
     out
 }
 
-fn search_form(id: &str, name: &str, value: &str, placeholder: &str) -> String {
+fn search_form(id: &str, name: &str, value: &str, placeholder: &str, limit: u32) -> String {
+    let keep = if limit == PAGE_SIZE {
+        String::new()
+    } else {
+        format!("<input type=\"hidden\" name=\"limit\" value=\"{limit}\">")
+    };
     format!(
-        "<form class=\"search\" method=\"get\" action=\"/admin\" id=\"{id}-search\">\
+        "<form class=\"search\" method=\"get\" action=\"/admin\" id=\"{id}-search\">{keep}\
 <input type=\"search\" name=\"{name}\" value=\"{}\" placeholder=\"{}\" aria-label=\"{}\">\
 <button type=\"submit\" class=\"secondary\">Search</button></form>",
         escape(value),
@@ -185,10 +270,11 @@ async fn links(
     };
     let search = q.get("q").map(String::as_str).unwrap_or("");
     let offset = offset_of(q, "offset");
+    let limit = limit_of(q);
     let page = consent
         .service
         .store
-        .links_page(search.to_owned(), PAGE_SIZE, offset)
+        .links_page(search.to_owned(), limit, offset)
         .await
         .map_err(|e| flow_error(e.into()))?;
     let mut rows = String::new();
@@ -204,8 +290,9 @@ async fn links(
                 escape(&l.account_id)
             )
         };
-        let _ = write!(
-            rows,
+        rows.push_str(&labelled(
+            &LINK_LABELS,
+            &format!(
             "<tr class=\"{status}\" data-account=\"{account}\"><td>{account}</td><td><code>{org}</code></td><td><code>{ta}</code></td><td>{status}</td><td>{linked}</td><td>{updated}</td><td>{action}</td></tr>",
             account = escape(&l.account_id),
             org = escape(&l.org_id),
@@ -213,7 +300,8 @@ async fn links(
             status = l.status.as_str(),
             linked = when(l.linked_at_ms),
             updated = when(l.updated_at_ms),
-        );
+            ),
+        ));
     }
     if page.items.is_empty() {
         rows.push_str(if search.is_empty() {
@@ -225,16 +313,17 @@ async fn links(
     Ok(format!(
         "<section id=\"links-section\"><h2>Linked Adobe orgs</h2>\
 <p class=\"muted\">Credential <code>{cred}</code>, client <code>{client}</code>.</p>{form}\
-<div class=\"scroll\"><table id=\"links\"><thead><tr><th>Account</th><th>Org</th><th>Technical account</th><th>Status</th><th>Linked</th><th>Updated</th><th></th></tr></thead>\
+<div class=\"scroll\"><table class=\"stack\" id=\"links\"><thead><tr><th>Account</th><th>Org</th><th>Technical account</th><th>Status</th><th>Linked</th><th>Updated</th><th></th></tr></thead>\
 <tbody>{rows}</tbody></table></div>{pager}</section>",
         cred = escape(&consent.credential),
         client = escape(&consent.service.client_id),
-        form = search_form("links", "q", search, "Account or org id"),
+        form = search_form("links", "q", search, "Account or org id", limit),
         pager = pager(
             "links",
             page.total,
             offset,
             page.items.len(),
+            limit,
             ("q", search),
             "offset"
         ),
@@ -252,16 +341,18 @@ async fn sign_ins(
     };
     let search = q.get("users_q").map(String::as_str).unwrap_or("");
     let offset = offset_of(q, "users_offset");
+    let limit = limit_of(q);
     let page = ul
         .service
         .vault
-        .grants_page(search, PAGE_SIZE, offset)
+        .grants_page(search, limit, offset)
         .await
         .map_err(crate::http::user_login::vault_error)?;
     let mut rows = String::new();
     for g in &page.items {
-        let _ = write!(
-            rows,
+        rows.push_str(&labelled(
+            &GRANT_LABELS,
+            &format!(
             "<tr data-user=\"{user}\"><td>{user}</td><td><code>{adobe}</code></td><td>{signed}</td><td>{refreshed}</td><td>{access}</td><td>{refresh}</td><td><code>{kid}</code>{old}</td>\
 <td><form class=\"inline\" method=\"post\" action=\"/admin/revoke-sign-in\">{csrf}<input type=\"hidden\" name=\"user\" value=\"{user}\"><button class=\"danger\" type=\"submit\">Revoke</button></form></td></tr>",
             user = escape(&g.user_ref),
@@ -280,7 +371,8 @@ async fn sign_ins(
                 " <span class=\"warn\">(older key)</span>"
             },
             csrf = csrf(session),
-        );
+            ),
+        ));
     }
     if page.items.is_empty() {
         rows.push_str(if search.is_empty() {
@@ -291,14 +383,21 @@ async fn sign_ins(
     }
     Ok(format!(
         "<section id=\"sign-ins-section\"><h2>Users' Adobe sign-ins</h2>{form}\
-<div class=\"scroll\"><table id=\"sign-ins\"><thead><tr><th>User</th><th>Adobe user id</th><th>Signed in</th><th>Last refresh</th><th>Access token expires</th><th>Refresh token expires</th><th>Sealing key</th><th></th></tr></thead>\
+<div class=\"scroll\"><table class=\"stack\" id=\"sign-ins\"><thead><tr><th>User</th><th>Adobe user id</th><th>Signed in</th><th>Last refresh</th><th>Access token expires</th><th>Refresh token expires</th><th>Sealing key</th><th></th></tr></thead>\
 <tbody>{rows}</tbody></table></div>{pager}</section>",
-        form = search_form("sign-ins", "users_q", search, "User or Adobe user id"),
+        form = search_form(
+            "sign-ins",
+            "users_q",
+            search,
+            "User or Adobe user id",
+            limit
+        ),
         pager = pager(
             "sign-ins",
             page.total,
             offset,
             page.items.len(),
+            limit,
             ("users_q", search),
             "users_offset"
         ),
@@ -336,20 +435,27 @@ fn token_row(session: &Session, h: &KeyHealth, now_ms: u64) -> String {
         ),
         None => "<span class=\"muted\">none</span>".to_owned(),
     };
-    format!(
-        "<tr data-credential=\"{cred}\" data-org=\"{org}\"><td>{cred}</td><td><code>{org}</code></td><td>{state}</td><td>{expires}</td><td>{success}</td><td>{failure}</td><td>{button}</td></tr>",
-        cred = escape(&h.key.credential),
-        org = escape(h.key.org_id.as_deref().unwrap_or("")),
-        expires = h
-            .token_expires_at_ms
-            .map(|ms| expiry(ms, now_ms))
-            .unwrap_or_else(|| "<span class=\"muted\">none</span>".to_owned()),
-        success = h
-            .record
-            .last_success_ms
-            .map(when)
-            .unwrap_or_else(|| "<span class=\"muted\">never</span>".to_owned()),
-        button = refresh_button(session, &h.key.credential, h.key.org_id.as_deref()),
+    labelled(
+        &TOKEN_LABELS,
+        &format!(
+            "<tr data-credential=\"{cred}\" data-org=\"{org}\"><td>{cred}</td><td>{org_cell}</td><td>{state}</td><td>{expires}</td><td>{success}</td><td>{failure}</td><td>{button}</td></tr>",
+            cred = escape(&h.key.credential),
+            org = escape(h.key.org_id.as_deref().unwrap_or("")),
+            org_cell = match h.key.org_id.as_deref() {
+                Some(o) => format!("<code>{}</code>", escape(o)),
+                None => "<span class=\"muted\">its own</span>".to_owned(),
+            },
+            expires = h
+                .token_expires_at_ms
+                .map(|ms| expiry(ms, now_ms))
+                .unwrap_or_else(|| "<span class=\"muted\">none</span>".to_owned()),
+            success = h
+                .record
+                .last_success_ms
+                .map(when)
+                .unwrap_or_else(|| "<span class=\"muted\">never</span>".to_owned()),
+            button = refresh_button(session, &h.key.credential, h.key.org_id.as_deref()),
+        ),
     )
 }
 
@@ -400,13 +506,15 @@ fn health(st: &ConsoleState, session: &Session, now_ms: u64) -> String {
             }
             None => "<span class=\"muted\">n/a</span>".to_owned(),
         };
-        let _ = write!(
-            creds,
+        creds.push_str(&labelled(
+            &CREDENTIAL_LABELS,
+            &format!(
             "<tr data-credential=\"{n}\"><td>{n}</td><td>{kind}</td><td><code>{client}</code></td><td>{secrets}</td><td>{certs}</td></tr>",
             n = escape(name),
             kind = c.config.kind.as_str(),
             client = escape(&c.config.client_id),
-        );
+            ),
+        ));
     }
     let keys = st.cache.health();
     let mut tokens = String::new();
@@ -425,20 +533,22 @@ fn health(st: &ConsoleState, session: &Session, now_ms: u64) -> String {
                 .iter()
                 .any(|h| &*h.key.credential == name.as_str() && h.key.org_id.is_none())
         {
-            let _ = write!(
-                tokens,
-                "<tr data-credential=\"{n}\" data-org=\"\"><td>{n}</td><td></td><td><span class=\"muted\">no token</span></td><td><span class=\"muted\">none</span></td><td><span class=\"muted\">never</span></td><td><span class=\"muted\">none</span></td><td>{b}</td></tr>",
+            tokens.push_str(&labelled(
+                &TOKEN_LABELS,
+                &format!(
+                "<tr data-credential=\"{n}\" data-org=\"\"><td>{n}</td><td><span class=\"muted\">its own</span></td><td><span class=\"muted\">no token</span></td><td><span class=\"muted\">none</span></td><td><span class=\"muted\">never</span></td><td><span class=\"muted\">none</span></td><td>{b}</td></tr>",
                 n = escape(name),
                 b = refresh_button(session, name, None),
-            );
+                ),
+            ));
         }
     }
     if tokens.is_empty() {
         tokens.push_str("<tr><td colspan=\"7\">No token has been fetched yet.</td></tr>");
     }
     format!(
-        "<section id=\"health-section\"><h2>Credentials</h2><div class=\"scroll\"><table id=\"credentials\"><thead><tr><th>Name</th><th>Kind</th><th>Client id</th><th>Client secrets</th><th>Certificates</th></tr></thead><tbody>{creds}</tbody></table></div>\
-<h2>Tokens</h2><div class=\"scroll\"><table id=\"tokens\"><thead><tr><th>Credential</th><th>Org</th><th>State</th><th>Expires</th><th>Last success</th><th>Last IMS error</th><th></th></tr></thead><tbody>{tokens}</tbody></table></div></section>"
+        "<section id=\"health-section\"><h2>Credentials</h2><div class=\"scroll\"><table class=\"stack\" id=\"credentials\"><thead><tr><th>Name</th><th>Kind</th><th>Client id</th><th>Client secrets</th><th>Certificates</th></tr></thead><tbody>{creds}</tbody></table></div>\
+<h2 class=\"next\">Tokens</h2><div class=\"scroll\"><table class=\"stack\" id=\"tokens\"><thead><tr><th>Credential</th><th>Org</th><th>State</th><th>Expires</th><th>Last success</th><th>Last IMS error</th><th></th></tr></thead><tbody>{tokens}</tbody></table></div></section>"
     )
 }
 
