@@ -686,3 +686,67 @@ async fn sign_ins_are_listed_and_revoked_at_ims() {
     let r = op.post("/admin/revoke-sign-in", &[("user", "<bad>")]).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn with_only_internal_api_and_client_tokens_the_console_shows_tokens_and_rejections() {
+    let emulator = support::start_emulator(3600).await;
+    let o = support::Options {
+        per_user_per_minute: 1,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    support::write_secret(dir.path(), "client.secret", &o.broker_secret);
+    support::write_secret(dir.path(), "caller.key", support::CALLER_KEY);
+    support::write_secret(dir.path(), "internal.key", INTERNAL_KEY);
+    let text = format!(
+        "{}\n[internal_api]\napi_key = \"file:internal.key\"\n",
+        support::config_text(emulator.base_url(), &o)
+    );
+    let config = imsgate_broker::config::Config::parse(&text, dir.path()).unwrap();
+    let broker = imsgate_broker::Broker::build(
+        config,
+        std::sync::Arc::new(imsgate_broker::clock::SystemClock),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = broker.serve(listener, std::future::pending()).await;
+    });
+    let http = client();
+    let get = || {
+        http.get(format!("{url}/api/client-token"))
+            .bearer_auth(support::caller("rate-limited-user"))
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(get().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let op = Operator::sign_in(&url).await;
+    let html = op.page("").await;
+    assert!(!html.contains("links-section") && !html.contains("sign-ins-section"));
+    let re = regex::Regex::new(r#"data-limit="user_per_minute"><td[^>]*><code>user_per_minute</code></td><td[^>]*>(\d+)</td>"#).unwrap();
+    assert_eq!(&re.captures(&html).expect("the user limit row")[1], "2");
+    // The pinned client-token key, served, with its refresh button.
+    assert!(
+        html.contains("data-credential=\"entitlement\" data-org=\"\""),
+        "{html}"
+    );
+    let before = emulator.count(Endpoint::Token);
+    let r = op
+        .post(
+            "/admin/refresh",
+            &[("credential", "entitlement"), ("org", "")],
+        )
+        .await;
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        "/admin?notice=refreshed&subject=entitlement"
+    );
+    assert_eq!(emulator.count(Endpoint::Token), before + 1);
+    // The sections that do not apply have no actions either.
+    let r = op.post("/admin/unlink", &[("account_id", "a")]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    server.abort();
+}
