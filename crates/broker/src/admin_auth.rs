@@ -109,6 +109,8 @@ impl AdminAuth {
         // Clients without an address (in-process tests) share one bucket.
         let ip = client.unwrap_or(IpAddr::from([0u8, 0, 0, 0]));
         {
+            // Check and charge one attempt in one critical section, so concurrent guesses cannot
+            // all pass the check before any is counted; a right password gets its charge back.
             let mut t = self.throttle.lock();
             let global = t
                 .global
@@ -129,12 +131,6 @@ impl AdminAuth {
                     });
                 }
             }
-        }
-        if !self.key.ct_eq_str(password) {
-            let mut t = self.throttle.lock();
-            if let Some(g) = t.global.as_mut() {
-                g.tokens -= 1.0;
-            }
             if t.clients.len() >= MAX_TRACKED_CLIENTS && !t.clients.contains_key(&ip) {
                 // Forget the clients closest to a full budget: they matter least.
                 let mut fullest: Vec<(IpAddr, f64)> =
@@ -144,12 +140,25 @@ impl AdminAuth {
                     t.clients.remove(&k);
                 }
             }
-            let b = t
-                .clients
+            if let Some(g) = t.global.as_mut() {
+                g.tokens -= 1.0;
+            }
+            t.clients
                 .entry(ip)
-                .or_insert_with(|| Bucket::full(PER_CLIENT_BURST, now));
-            b.tokens -= 1.0;
+                .or_insert_with(|| Bucket::full(PER_CLIENT_BURST, now))
+                .tokens -= 1.0;
+        }
+        if !self.key.ct_eq_str(password) {
             return Err(SignInError::WrongPassword);
+        }
+        {
+            let mut t = self.throttle.lock();
+            if let Some(g) = t.global.as_mut() {
+                g.tokens = (g.tokens + 1.0).min(GLOBAL_BURST);
+            }
+            if let Some(b) = t.clients.get_mut(&ip) {
+                b.tokens = (b.tokens + 1.0).min(PER_CLIENT_BURST);
+            }
         }
         let id = random_id();
         let session = Session {
@@ -251,6 +260,25 @@ mod tests {
             auth.sign_in(Some(IpAddr::from([192, 0, 2, 9])), KEY)
                 .is_ok()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn right_passwords_do_not_spend_the_budget() {
+        let auth = AdminAuth::new(SecretString::new(KEY));
+        let a = Some(IpAddr::from([10, 0, 0, 3]));
+        for _ in 0..(GLOBAL_BURST as usize * 2) {
+            assert!(auth.sign_in(a, KEY).is_ok());
+        }
+        for _ in 0..PER_CLIENT_BURST as usize {
+            assert_eq!(
+                auth.sign_in(a, "wrong").unwrap_err(),
+                SignInError::WrongPassword
+            );
+        }
+        assert!(matches!(
+            auth.sign_in(a, KEY),
+            Err(SignInError::Throttled { global: false, .. })
+        ));
     }
 
     #[tokio::test(start_paused = true)]
