@@ -2,6 +2,7 @@
 //! rate limits, metrics and HTTP.
 #![forbid(unsafe_code)]
 
+pub mod admin_auth;
 pub mod cache;
 pub mod caller_auth;
 pub mod clock;

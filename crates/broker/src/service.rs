@@ -48,6 +48,8 @@ pub struct AppState {
     pub client_token: Option<Arc<ClientTokenState>>,
     pub consent: Option<Arc<ConsentState>>,
     pub user_login: Option<Arc<crate::http::user_login::UserLoginState>>,
+    /// The operator console, whenever `[internal_api]` is configured.
+    pub console: Option<Arc<crate::http::console::ConsoleState>>,
     pub store: Option<crate::storage::Store>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
@@ -189,6 +191,7 @@ impl Broker {
         } else {
             None
         };
+        let console_key = internal_key.clone();
         let consent = match (&config.consent, &store, internal_key.clone(), jwks.clone()) {
             (Some(cc), Some(store), Some(internal_key), Some(jwks)) => {
                 let cred = &config.credentials[&cc.credential];
@@ -254,6 +257,18 @@ impl Broker {
             }
             _ => None,
         };
+        let console = console_key.map(|key| {
+            Arc::new(crate::http::console::ConsoleState {
+                auth: crate::admin_auth::AdminAuth::new(key),
+                cache: cache.clone(),
+                credentials: credentials.clone(),
+                consent: consent.clone(),
+                user_login: user_login.clone(),
+                client_token: client_token.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+            })
+        });
         if let Some(store) = &store {
             spawn_purge(store.clone(), clock.clone());
             crate::consent::spawn_purge(store.clone(), clock.clone());
@@ -266,6 +281,7 @@ impl Broker {
                 client_token,
                 consent,
                 user_login,
+                console,
                 store,
                 max_body_bytes: config.server.max_body_bytes,
                 body_timeout: config.server.body_timeout,

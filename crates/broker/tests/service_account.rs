@@ -15,6 +15,7 @@ const CLIENT: &str = "sa-client";
 const SECRET: &str = "sa-client-secret-9e8d7c";
 const ORG: &str = "SAORG000000000000000000@AdobeOrg";
 const TA: &str = "SATECH00000000000000000@techacct.adobe.com";
+const INTERNAL_KEY: &str = "internal-api-key-0123456789abcdefghij";
 
 /// A key and a self-signed certificate valid from `from_days` to `to_days` relative to now.
 fn key_and_cert(from_days: i64, to_days: i64) -> (String, String) {
@@ -52,6 +53,7 @@ fn broker(
     metascopes: &str,
 ) -> Result<Broker, Vec<String>> {
     write_secret(dir.path(), "sa.secret", SECRET);
+    write_secret(dir.path(), "internal.key", INTERNAL_KEY);
     let mut key_lines = String::new();
     for (i, (key, cert)) in keys.iter().enumerate() {
         write_secret(dir.path(), &format!("key{i}.pem"), key);
@@ -74,6 +76,9 @@ org_id = "{ORG}"
 technical_account_id = "{TA}"
 metascopes = {metascopes}
 keys = [{key_lines}]
+
+[internal_api]
+api_key = "file:internal.key"
 
 [refresh]
 backoff_initial_ms = 100
@@ -195,4 +200,76 @@ async fn a_key_that_is_not_the_certificates_is_refused_at_startup() {
         )),
         "{problems:?}"
     );
+}
+
+#[tokio::test]
+async fn the_console_shows_each_certificate_expiry_and_which_one_signs() {
+    let (old_key, old_cert) = key_and_cert(-300, 10);
+    let (new_key, new_cert) = key_and_cert(-1, 365);
+    let e = emulator(3600, vec![old_cert.clone(), new_cert.clone()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(
+        &e,
+        &dir,
+        &[(old_key, old_cert), (new_key, new_cert)],
+        r#"["ent_dataservices_sdk"]"#,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = b.clone();
+    let server = tokio::spawn(async move {
+        let _ = served.serve(listener, std::future::pending()).await;
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{url}/admin/login"))
+        .form(&[("password", INTERNAL_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = http
+        .get(format!("{url}/admin"))
+        .header("cookie", cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let day = |d: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::days(d))
+            .date()
+            .to_string()
+    };
+    // The certificate expiring in 10 days is flagged; the one valid for a year signs.
+    let re = regex::Regex::new(
+        r#"expires <span class="([a-z]*)">(\d{4}-\d{2}-\d{2}) [^<]*</span>( \(signing\))?"#,
+    )
+    .unwrap();
+    let certs: Vec<(String, String, bool)> = re
+        .captures_iter(&html)
+        .map(|c| (c[1].to_owned(), c[2].to_owned(), c.get(3).is_some()))
+        .collect();
+    assert_eq!(
+        certs,
+        vec![
+            ("warn".to_owned(), day(10), false),
+            (String::new(), day(365), true)
+        ],
+        "{html}"
+    );
+    server.abort();
 }

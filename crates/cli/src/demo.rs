@@ -243,7 +243,7 @@ pub async fn run(
         "  curl -X POST -H 'Authorization: Bearer {internal_key}' -H 'Content-Type: application/json' -d '{{\"account_id\": \"demo-account-1\", \"return_to\": \"{app_url}/\"}}' http://{addr}/api/connections"
     );
     println!(
-        "Linked orgs (user name anything, password = the internal API key): http://{addr}/admin"
+        "Operator console (sign in with the internal API key from the line above): http://{addr}/admin"
     );
     println!(
         "Sign a user in (user OAuth with PKCE): the same page's \"Sign in with Adobe\"; then the user's token:"

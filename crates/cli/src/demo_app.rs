@@ -11,7 +11,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use imsgate_broker::http::admin_page::escape;
+use imsgate_broker::http::html::escape;
 use serde::Deserialize;
 use serde_json::Value;
 

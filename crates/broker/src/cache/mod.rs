@@ -5,6 +5,7 @@
 //! lapsed key wait for the flight at most `caller_wait` ([`TokenCache::get`]); the flight itself
 //! runs in its own task and carries on when they give up, so the next caller joins it.
 
+pub mod health;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,8 @@ struct Flight {
     attempts: u32,
     /// When the current run of failures began, for the recovery log line.
     failing_since: Option<Instant>,
+    /// When an operator last forced a fetch of this key.
+    forced_at: Option<Instant>,
 }
 
 impl Flight {
@@ -93,6 +96,8 @@ pub struct Entry {
     /// Pinned keys are refreshed whether or not anyone asked recently (the client-token key).
     pinned: std::sync::atomic::AtomicBool,
     wake: Notify,
+    /// What the fetches of this key did, for the operator console.
+    health: Mutex<health::HealthRecord>,
 }
 
 struct Shared {
@@ -228,6 +233,69 @@ impl TokenCache {
         entry.current.store(None);
     }
 
+    /// A snapshot of every key's health, sorted by credential then org. Reads no token value.
+    pub fn health(&self) -> Vec<health::KeyHealth> {
+        let entries: Vec<Arc<Entry>> = self.entries.read().values().cloned().collect();
+        let now = Instant::now();
+        let mut out: Vec<health::KeyHealth> = entries
+            .iter()
+            .map(|e| {
+                let current = e.current.load();
+                health::KeyHealth {
+                    key: e.key.clone(),
+                    token_expires_at_ms: current.as_ref().map(|t| t.token.expires_at_unix_ms()),
+                    servable: current.as_ref().is_some_and(|t| now < t.serve_until),
+                    in_flight: e.flight.lock().live().is_some(),
+                    record: e.health.lock().clone(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.key.credential, &a.key.org_id).cmp(&(&b.key.credential, &b.key.org_id))
+        });
+        out
+    }
+
+    /// Fetches a new token for `key` now, through the single flight: a fetch already at IMS is
+    /// joined, and within [`FORCE_REFRESH_DEBOUNCE`] of the last forced fetch the token it got is
+    /// returned as it is, so pressing the button repeatedly sends one request. Ignores the failure backoff (an
+    /// operator asked), but not a flight in progress. Waits for the fetch until it ends.
+    pub async fn force_refresh(&self, key: TokenKey) -> Result<Arc<CachedToken>, Unavailable> {
+        let entry = self.entry(key);
+        self.touch(&entry, Instant::now());
+        let mut rx = {
+            let mut flight = entry.flight.lock();
+            match flight.live() {
+                Some(rx) => rx.clone(),
+                None => {
+                    let now = Instant::now();
+                    let recent = flight
+                        .forced_at
+                        .is_some_and(|at| now.duration_since(at) < FORCE_REFRESH_DEBOUNCE);
+                    match entry.current.load_full() {
+                        Some(t) if recent => return Ok(t),
+                        _ => {
+                            flight.forced_at = Some(now);
+                            self.shared.metrics.cache_event("forced_refresh");
+                            start_flight(&self.shared, &entry, &mut flight)
+                        }
+                    }
+                }
+            }
+        };
+        loop {
+            if let Some(outcome) = rx.borrow_and_update().clone() {
+                return outcome;
+            }
+            if rx.changed().await.is_err() {
+                return Err(Unavailable {
+                    cause: ImsError::transport("token refresh was cancelled"),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        }
+    }
+
     /// The token for `key`, for a request handler: a fetch is waited for at most the configured
     /// caller wait, then the caller is told to come back (503 with `Retry-After`) while the fetch
     /// carries on. A slow IMS must not hold every caller's connection for the whole IMS timeout.
@@ -260,6 +328,7 @@ impl TokenCache {
             last_used_ms: AtomicU64::new(0),
             pinned: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
+            health: Mutex::default(),
         });
         map.insert(key, entry.clone());
         let task = tokio::spawn(refresher(Arc::downgrade(&self.shared), entry.clone()));
@@ -351,6 +420,10 @@ impl TokenCache {
     }
 }
 
+/// A forced refresh within this long of the previous one returns the token it got instead of
+/// asking IMS again: double clicks and several operators pressing at once cost one request.
+pub const FORCE_REFRESH_DEBOUNCE: Duration = Duration::from_secs(5);
+
 /// What a caller that gave up waiting is told: the flight may land any moment, and the next caller
 /// joins it rather than starting another.
 const CALLER_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -378,6 +451,20 @@ fn start_flight(
 fn finish_flight(shared: &Shared, entry: &Entry, result: Result<AccessToken, ImsError>) -> Outcome {
     let mut flight = entry.flight.lock();
     flight.inflight = None;
+    let now_ms = crate::clock::unix_ms(shared.clock.now());
+    {
+        let mut h = entry.health.lock();
+        match &result {
+            Ok(_) => {
+                h.last_success_ms = Some(now_ms);
+                h.successes += 1;
+            }
+            Err(e) => {
+                h.last_failure = Some(health::FailureRecord::from_error(e, now_ms));
+                h.failures += 1;
+            }
+        }
+    }
     match result {
         Ok(token) => {
             let now = shared.clock.now();

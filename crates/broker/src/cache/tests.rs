@@ -318,3 +318,49 @@ async fn a_fetch_that_dies_does_not_wedge_the_key() {
         .expect("the next caller starts a new flight");
     assert_eq!(t.token.secret.expose(), "token-2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn force_refresh_is_one_flight_and_debounced_and_recorded_in_health() {
+    let f = Scripted::new(Duration::from_secs(3600));
+    let c = cache(&f);
+    let first = c.get(key()).await.unwrap();
+    assert_eq!(f.calls(), 1);
+    let h = c.health();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].record.successes, 1);
+    assert!(h[0].servable && h[0].record.last_failure.is_none());
+    // Ten presses at once: one fetch, and every press gets its token.
+    let presses: Vec<_> = (0..10)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.force_refresh(key()).await })
+        })
+        .collect();
+    for p in presses {
+        let t = p.await.unwrap().unwrap();
+        assert_ne!(t.token.secret.expose(), first.token.secret.expose());
+    }
+    assert_eq!(f.calls(), 2);
+    // Pressed again at once: the same token, no fetch. After the debounce: a fetch.
+    c.force_refresh(key()).await.unwrap();
+    assert_eq!(f.calls(), 2);
+    tokio::time::advance(FORCE_REFRESH_DEBOUNCE).await;
+    // A forced refresh ignores the failure backoff but records the failure.
+    f.fail.lock().push_back(ImsError {
+        error: Some("server_busy".into()),
+        debug_id: Some("dbg-123".into()),
+        status: Some(503),
+        ..unavailable(None)
+    });
+    assert!(c.force_refresh(key()).await.is_err());
+    assert_eq!(f.calls(), 3);
+    let h = &c.health()[0];
+    let fail = h.record.last_failure.as_ref().unwrap();
+    assert_eq!(fail.code, "server_busy");
+    assert_eq!(fail.debug_id.as_deref(), Some("dbg-123"));
+    assert_eq!(fail.status, Some(503));
+    assert_eq!((h.record.successes, h.record.failures), (2, 1));
+    // The token held is still served.
+    assert!(h.servable);
+    assert!(h.token_expires_at_ms.is_some());
+}

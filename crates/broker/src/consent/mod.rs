@@ -9,6 +9,7 @@
 //! digests of what it is presented, in constant time.
 
 mod ids;
+mod operator;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -97,16 +97,9 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, &st.internal_key)?;
     let account_id = path_param(account_id)?;
-    account(&account_id)?;
-    let now = unix_ms(st.service.clock.now());
-    match st.service.store.unlink(account_id, now).await {
-        Ok(Some(link)) => Ok(json_response(StatusCode::OK, &link_json(&link))),
-        Ok(None) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_linked",
-            "this account has never been linked",
-        )),
-        Err(e) => Err(flow_error(e.into())),
+    match st.service.unlink(&account_id).await.map_err(flow_error)? {
+        Some(link) => Ok(json_response(StatusCode::OK, &link_json(&link))),
+        None => Err(not_linked()),
     }
 }
 
@@ -188,6 +181,14 @@ pub async fn org_token(
         }
         Err(u) => Err(ApiError::unavailable(u.retry_after)),
     }
+}
+
+pub(super) fn not_linked() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_linked",
+        "this account has never been linked",
+    )
 }
 
 fn needs_reauthorization() -> ApiError {

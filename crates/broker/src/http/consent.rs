@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::html::{self, Flow};
 use super::internal_auth::require_bearer;
 use super::request::{path_param, read_json};
 use crate::consent::{FlowError, SESSION_COOKIE};
@@ -49,6 +50,16 @@ pub async fn start(
 /// the browser to the consent page.
 pub async fn open(
     State(st): State<Arc<ConsentState>>,
+    headers: HeaderMap,
+    ticket: Result<Path<String>, PathRejection>,
+) -> Response {
+    open_inner(&st, ticket)
+        .await
+        .unwrap_or_else(|e| html::negotiate(&headers, Flow::Consent, e))
+}
+
+async fn open_inner(
+    st: &ConsentState,
     ticket: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let ticket = path_param(ticket)?;
@@ -87,7 +98,7 @@ pub async fn callback(
             }
             redirect(r.location.as_str())
         }
-        Err(e) => flow_error(e).into_response(),
+        Err(e) => html::negotiate(&headers, Flow::Consent, flow_error(e)),
     };
     let h = resp.headers_mut();
     h.insert(

@@ -1,12 +1,13 @@
 //! The HTTP surface (axum): routes, CORS, metrics middleware and JSON fallbacks. This is the only
 //! layer that knows status codes.
 
-pub mod admin_page;
 pub mod client_token;
 pub mod connections;
 pub mod consent;
+pub mod console;
 pub mod edge;
 pub mod error;
+pub mod html;
 pub mod internal_auth;
 pub mod metrics_layer;
 pub mod ops;
@@ -78,7 +79,6 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .route("/api/orgs/{org_id}/token", post(connections::org_token))
                 .route("/connect/{ticket}", get(consent::open))
                 .route(crate::config::CALLBACK_PATH, get(consent::callback))
-                .route("/admin", get(admin_page::page))
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(cs.clone()),
         );
@@ -95,6 +95,19 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .route(crate::config::USER_CALLBACK_PATH, get(user_login::callback))
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(ul.clone()),
+        );
+    }
+    if let Some(console) = &state.console {
+        router = router.merge(
+            Router::new()
+                .route("/admin", get(console::page))
+                .route("/admin/login", post(console::login))
+                .route("/admin/logout", post(console::logout))
+                .route("/admin/unlink", post(console::unlink))
+                .route("/admin/revoke-sign-in", post(console::revoke_sign_in))
+                .route("/admin/refresh", post(console::refresh))
+                .method_not_allowed_fallback(method_not_allowed)
+                .with_state(console.clone()),
         );
     }
     router

@@ -325,6 +325,7 @@ async fn connection(
     slot: Arc<Slot>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let peer = stream.peer_addr().ok();
     let io = TokioIo::new(Tracked {
         inner: stream,
         slot: slot.clone(),
@@ -333,8 +334,13 @@ async fn connection(
     let service = hyper::service::service_fn({
         let slot = slot.clone();
         let registry = registry.clone();
-        move |req: hyper::Request<Incoming>| {
+        move |mut req: hyper::Request<Incoming>| {
             slot.active.store(true, Ordering::Release);
+            // The peer address, for handlers that count per client (the console's sign-in).
+            if let Some(peer) = peer {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+            }
             let call = tower::ServiceExt::oneshot(router.clone(), req.map(Body::new));
             let done = IdleOnDrop {
                 slot: slot.clone(),

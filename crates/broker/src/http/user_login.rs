@@ -7,12 +7,13 @@ use std::sync::Arc;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::consent::{flow_error, json_response, named_cookie, redirect};
 use super::error::ApiError;
+use super::html::{self, Flow};
 use super::internal_auth::require_bearer;
 use super::request::{path_param, read_json};
 use crate::consent::is_account_id;
@@ -60,6 +61,16 @@ pub async fn start(
 /// browser to IMS's sign-in page.
 pub async fn open(
     State(st): State<Arc<UserLoginState>>,
+    headers: HeaderMap,
+    ticket: Result<Path<String>, PathRejection>,
+) -> Response {
+    open_inner(&st, ticket)
+        .await
+        .unwrap_or_else(|e| html::negotiate(&headers, Flow::SignIn, e))
+}
+
+async fn open_inner(
+    st: &UserLoginState,
     ticket: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let ticket = path_param(ticket)?;
@@ -96,7 +107,7 @@ pub async fn callback(
         .await;
     let mut resp = match outcome {
         Ok(r) => redirect(r.location.as_str()),
-        Err(e) => flow_error(e).into_response(),
+        Err(e) => html::negotiate(&headers, Flow::SignIn, flow_error(e)),
     };
     let h = resp.headers_mut();
     // The callback URL carries the code and state.
@@ -129,7 +140,7 @@ fn check_user(user: &str) -> Result<(), ApiError> {
     }
 }
 
-fn vault_error(e: VaultError) -> ApiError {
+pub(crate) fn vault_error(e: VaultError) -> ApiError {
     match e {
         VaultError::NotSignedIn => {
             ApiError::new(StatusCode::NOT_FOUND, "not_signed_in", e.to_string())

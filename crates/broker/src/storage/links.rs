@@ -49,10 +49,10 @@ pub struct Link {
     pub unlinked_at_ms: Option<u64>,
 }
 
-const COLUMNS: &str =
+pub(super) const LINK_COLUMNS: &str =
     "account_id, org_id, technical_account, status, linked_at_ms, updated_at_ms, unlinked_at_ms";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Link> {
+pub(super) fn link_from_row(r: &Row<'_>) -> rusqlite::Result<Link> {
     Ok(Link {
         account_id: r.get(0)?,
         org_id: r.get(1)?,
@@ -97,9 +97,9 @@ impl Store {
                 params![org_id, now_ms as i64],
             )?;
             let link = tx.query_row(
-                &format!("SELECT {COLUMNS} FROM links WHERE account_id = ?1"),
+                &format!("SELECT {LINK_COLUMNS} FROM links WHERE account_id = ?1"),
                 params![account_id],
-                from_row,
+                link_from_row,
             )?;
             tx.commit()?;
             Ok(link)
@@ -110,9 +110,9 @@ impl Store {
     pub async fn get_link(&self, account_id: String) -> Result<Option<Link>, StorageError> {
         self.call(move |c| {
             c.query_row(
-                &format!("SELECT {COLUMNS} FROM links WHERE account_id = ?1"),
+                &format!("SELECT {LINK_COLUMNS} FROM links WHERE account_id = ?1"),
                 params![account_id],
-                from_row,
+                link_from_row,
             )
             .optional()
         })
@@ -122,9 +122,9 @@ impl Store {
     pub async fn list_links(&self) -> Result<Vec<Link>, StorageError> {
         self.call(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM links ORDER BY updated_at_ms DESC, account_id"
+                "SELECT {LINK_COLUMNS} FROM links ORDER BY updated_at_ms DESC, account_id"
             ))?;
-            let rows = stmt.query_map([], from_row)?;
+            let rows = stmt.query_map([], link_from_row)?;
             rows.collect()
         })
         .await
@@ -145,9 +145,9 @@ impl Store {
             )?;
             let link = tx
                 .query_row(
-                    &format!("SELECT {COLUMNS} FROM links WHERE account_id = ?1"),
+                    &format!("SELECT {LINK_COLUMNS} FROM links WHERE account_id = ?1"),
                     params![account_id],
-                    from_row,
+                    link_from_row,
                 )
                 .optional()?;
             tx.commit()?;

@@ -41,10 +41,10 @@ fn next_generation() -> i64 {
     rand::random::<i64>()
 }
 
-const COLUMNS: &str = "credential, user_ref, ims_user_id, scopes, access_sealed, access_issued_ms,
+pub(super) const GRANT_COLUMNS: &str = "credential, user_ref, ims_user_id, scopes, access_sealed, access_issued_ms,
      access_expires_ms, refresh_sealed, refresh_expires_ms, generation, created_at_ms, updated_at_ms";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserGrantRow> {
+pub(super) fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserGrantRow> {
     Ok(UserGrantRow {
         credential: r.get(0)?,
         user_ref: r.get(1)?,
@@ -87,7 +87,7 @@ impl GrantWrite {
         match self {
             GrantWrite::Put(g) => c
                 .prepare_cached(&format!(
-                    "INSERT INTO user_grants ({COLUMNS})
+                    "INSERT INTO user_grants ({GRANT_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?10, ?10)
                      ON CONFLICT (credential, user_ref) DO UPDATE SET
                         ims_user_id = excluded.ims_user_id,
@@ -99,7 +99,7 @@ impl GrantWrite {
                         refresh_expires_ms = excluded.refresh_expires_ms,
                         generation = excluded.generation,
                         updated_at_ms = excluded.updated_at_ms
-                     RETURNING {COLUMNS}"
+                     RETURNING {GRANT_COLUMNS}"
                 ))?
                 .query_row(
                     params![
@@ -115,7 +115,7 @@ impl GrantWrite {
                         g.updated_at_ms as i64,
                         next_generation(),
                     ],
-                    row,
+                    grant_from_row,
                 )
                 .map(Some),
             GrantWrite::Refresh(w) => {
@@ -130,7 +130,7 @@ impl GrantWrite {
                         refresh_expires_ms = coalesce(?8, refresh_expires_ms),
                         generation = ?10, updated_at_ms = ?9
                      WHERE credential = ?1 AND user_ref = ?2 AND generation = ?3
-                     RETURNING {COLUMNS}"
+                     RETURNING {GRANT_COLUMNS}"
                 ))?
                 .query_row(
                     params![
@@ -145,7 +145,7 @@ impl GrantWrite {
                         w.now_ms as i64,
                         next_generation()
                     ],
-                    row,
+                    grant_from_row,
                 )
                 .optional()
             }
@@ -171,10 +171,10 @@ impl Store {
         self.call(move |c| {
             c.query_row(
                 &format!(
-                    "SELECT {COLUMNS} FROM user_grants WHERE credential = ?1 AND user_ref = ?2"
+                    "SELECT {GRANT_COLUMNS} FROM user_grants WHERE credential = ?1 AND user_ref = ?2"
                 ),
                 params![credential, user_ref],
-                row,
+                grant_from_row,
             )
             .optional()
         })
@@ -185,9 +185,9 @@ impl Store {
     pub async fn user_grants(&self, credential: String) -> Result<Vec<UserGrantRow>, StorageError> {
         self.call(move |c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM user_grants WHERE credential = ?1 ORDER BY user_ref"
+                "SELECT {GRANT_COLUMNS} FROM user_grants WHERE credential = ?1 ORDER BY user_ref"
             ))?;
-            let rows = stmt.query_map(params![credential], row)?;
+            let rows = stmt.query_map(params![credential], grant_from_row)?;
             rows.collect()
         })
         .await
@@ -292,10 +292,10 @@ impl Store {
             c.query_row(
                 &format!(
                     "DELETE FROM user_grants WHERE credential = ?1 AND user_ref = ?2
-                     RETURNING {COLUMNS}"
+                     RETURNING {GRANT_COLUMNS}"
                 ),
                 params![credential, user_ref],
-                row,
+                grant_from_row,
             )
             .optional()
         })

@@ -67,6 +67,10 @@ pub struct GrantInfo {
     pub kid: String,
     /// Whether every column is sealed with the newest key.
     pub current_key: bool,
+    /// When the user signed in (the grant was created).
+    pub signed_in_at_ms: u64,
+    /// When the grant's tokens were last written (the sign-in or the last refresh).
+    pub last_refresh_ms: u64,
 }
 
 /// What revoking found and did.
@@ -613,20 +617,43 @@ impl UserTokenVault {
     /// What is stored, for operators: one line per user, never a token.
     pub async fn grants(&self) -> Result<Vec<GrantInfo>, VaultError> {
         let rows = self.store.user_grants(self.name().to_owned()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| GrantInfo {
-                kid: Sealer::kid_of(&r.access_sealed).unwrap_or("?").to_owned(),
-                current_key: Sealer::kid_of(&r.access_sealed) == Some(self.sealer.current_kid())
-                    && r.refresh_sealed
-                        .as_deref()
-                        .is_none_or(|s| Sealer::kid_of(s) == Some(self.sealer.current_kid())),
-                user_ref: r.user_ref,
-                ims_user_id: r.ims_user_id,
-                access_expires_ms: r.access_expires_ms,
-                refresh_expires_ms: r.refresh_expires_ms,
-            })
-            .collect())
+        Ok(rows.into_iter().map(|r| self.grant_info(r)).collect())
+    }
+
+    /// One page of the grants whose user or Adobe user id contains `search`, most recently
+    /// refreshed first, for the operator console. Never a token.
+    pub async fn grants_page(
+        &self,
+        search: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<crate::storage::Page<GrantInfo>, VaultError> {
+        let page = self
+            .store
+            .user_grants_page(self.name().to_owned(), search.to_owned(), limit, offset)
+            .await?;
+        Ok(crate::storage::Page {
+            items: page.items.into_iter().map(|r| self.grant_info(r)).collect(),
+            total: page.total,
+            offset: page.offset,
+            limit: page.limit,
+        })
+    }
+
+    fn grant_info(&self, r: crate::storage::UserGrantRow) -> GrantInfo {
+        GrantInfo {
+            kid: Sealer::kid_of(&r.access_sealed).unwrap_or("?").to_owned(),
+            current_key: Sealer::kid_of(&r.access_sealed) == Some(self.sealer.current_kid())
+                && r.refresh_sealed
+                    .as_deref()
+                    .is_none_or(|s| Sealer::kid_of(s) == Some(self.sealer.current_kid())),
+            user_ref: r.user_ref,
+            ims_user_id: r.ims_user_id,
+            access_expires_ms: r.access_expires_ms,
+            refresh_expires_ms: r.refresh_expires_ms,
+            signed_in_at_ms: r.created_at_ms,
+            last_refresh_ms: r.updated_at_ms,
+        }
     }
 
     /// Re-seals every grant not sealed with the newest key, so older keys can be retired. Each
