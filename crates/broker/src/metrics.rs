@@ -78,6 +78,7 @@ pub struct Metrics {
     /// Connections the server closed itself, by reason.
     pub connections_closed: Family<ReasonLabels, Counter>,
     pub jwks_load_failures: Family<ReasonLabels, Counter>,
+    pub tls: crate::tls::TlsMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -182,7 +183,9 @@ impl Metrics {
             "Key sets not loaded (fetch failed, malformed, duplicate kid); the previous keys stay",
             jwks_load_failures.clone(),
         );
+        let tls = crate::tls::TlsMetrics::register(&mut registry);
         Self {
+            tls,
             registry,
             connections,
             connections_closed,
