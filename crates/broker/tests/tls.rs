@@ -428,6 +428,73 @@ async fn a_client_that_never_completes_the_handshake_is_closed_after_the_header_
     assert!(!presented(b.addr, &ca.pem).await.is_empty());
 }
 
+/// An HTTP/2 connection over TLS that has answered one request; the returned task ends when the
+/// server closes the connection (the client keeps it open as long as its `SendRequest` lives).
+async fn idle_h2(
+    addr: SocketAddr,
+    ca: &TestCa,
+) -> (
+    tokio::task::JoinHandle<()>,
+    h2::client::SendRequest<bytes::Bytes>,
+) {
+    let tls = connect(
+        addr,
+        client_config(&ca.pem, rustls::DEFAULT_VERSIONS, &[b"h2"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = axum::http::Request::get(format!("https://localhost:{}/healthz", addr.port()))
+        .body(())
+        .unwrap();
+    let (resp, _) = send.send_request(req, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    (task, send)
+}
+
+#[tokio::test]
+async fn http2_connections_keep_to_the_idle_timeout_and_the_connection_cap() {
+    let ca = TestCa::new("imsgate test CA");
+    let b = start(
+        &ca.leaf("broker", &[]),
+        "keepalive_timeout_ms = 400
+max_connections = 1",
+    )
+    .await;
+    // An idle HTTP/2 connection is closed after the keep-alive timeout, not before.
+    let started = std::time::Instant::now();
+    let (idle, _keep) = idle_h2(b.addr, &ca).await;
+    tokio::time::timeout(Duration::from_secs(5), idle)
+        .await
+        .expect("an idle HTTP/2 connection stayed open")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+    // At the cap (one), a new connection evicts the idle one.
+    let (first, _keep_first) = idle_h2(b.addr, &ca).await;
+    let _second = idle_h2(b.addr, &ca).await;
+    tokio::time::timeout(Duration::from_millis(300), first)
+        .await
+        .expect("the idle HTTP/2 connection was not evicted for the new one")
+        .unwrap();
+    let m = metrics(&b).await;
+    assert!(
+        m.contains("imsgate_http_connections_closed_total{reason=\"idle_timeout\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("imsgate_http_connections_closed_total{reason=\"evicted\"} 1"),
+        "{m}"
+    );
+}
+
 fn dir_with_secrets() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     support::write_secret(dir.path(), "client.secret", support::CLIENT_SECRET);

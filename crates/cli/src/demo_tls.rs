@@ -28,6 +28,9 @@ impl DemoTls {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "imsgate demo CA (throwaway)");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        let now = time::OffsetDateTime::now_utc();
+        ca_params.not_before = now - time::Duration::hours(1);
+        ca_params.not_after = now + time::Duration::days(7);
         ca_params.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
@@ -46,6 +49,10 @@ impl DemoTls {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "imsgate demo");
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        // Short-lived like the demo itself (rcgen's default runs to the year 4096).
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(7);
+
         let key = rcgen::KeyPair::generate().map_err(fail)?;
         let cert = params.signed_by(&key, &issuer).map_err(fail)?;
         let spki =

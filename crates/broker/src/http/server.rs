@@ -6,11 +6,12 @@
 //! holding half-open connections could exhaust the process's file descriptors.
 //!
 //! Each connection has a slot counting its requests in flight (several at once on HTTP/2) and
-//! saying since when it has been idle. A sweeper closes idle connections past their deadline: the header timeout while
-//! request bytes are arriving (or before the first request), the keep-alive timeout when nothing
-//! has been sent since the last response. At the cap, a new connection is accepted only after the
-//! longest-idle connection has been told to close; connections with a request in flight are never
-//! closed for room. When every connection is busy, new ones wait in the listen backlog.
+//! saying since when it has been idle. A sweeper closes idle connections past their deadline: the
+//! header timeout while request bytes are arriving (or before the first request), the keep-alive
+//! timeout when nothing has been sent since the last response. At the cap, a new connection is
+//! served only after the longest-idle connection has been told to close (when the new one
+//! arrives, not before); connections with a request in flight are never closed for room. When
+//! every connection is busy, new ones wait in the listen backlog.
 //!
 //! With TLS the handshake runs inside the connection's slot, before its first request: it counts
 //! against the header timeout, so a client that connects and never finishes (or never starts) a
@@ -190,6 +191,14 @@ impl Registry {
         }
     }
 
+    /// Whether some connection could be closed for room (none in flight, not closing yet).
+    fn has_idle(&self) -> bool {
+        self.slots
+            .lock()
+            .values()
+            .any(|s| s.in_flight.load(Ordering::Acquire) == 0 && !s.closing.load(Ordering::Relaxed))
+    }
+
     /// Tells the connection idle the longest to close; false if every connection is busy.
     fn evict_one(&self) -> bool {
         let victim = {
@@ -268,11 +277,8 @@ pub async fn serve(
     // Which listener is polled first, rotated so a busy one cannot starve the others.
     let mut first = 0usize;
     'accept: loop {
-        // Make room before accepting, so the cap holds; busy connections are never closed.
-        while registry.live() >= limits.max_connections {
-            if registry.evict_one() {
-                break;
-            }
+        // At the cap with every connection busy, new ones wait in the listen backlog.
+        while registry.live() >= limits.max_connections && !registry.has_idle() {
             tokio::select! {
                 _ = registry.freed.notified() => {}
                 _ = &mut shutdown => break 'accept,
@@ -301,6 +307,19 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Room for the new connection: the longest-idle one is told to close now that another
+        // wants its place (not before, so an idle connection at the cap is not closed for
+        // nothing). Busy connections are never closed; if every one turned busy meanwhile, the
+        // new connection waits here until one ends, so the cap holds.
+        while registry.live() >= limits.max_connections {
+            if registry.evict_one() {
+                break;
+            }
+            tokio::select! {
+                _ = registry.freed.notified() => {}
+                _ = &mut shutdown => break 'accept,
+            }
+        }
         let _ = stream.set_nodelay(true);
         next_id += 1;
         let id = next_id;
