@@ -300,7 +300,10 @@ pub async fn run(
     let app_task = tokio::spawn(async move {
         let _ = axum::serve(app_listener, app).await;
     });
+    // SIGHUP reloads the demo's certificate like `serve` does, and never ends the demo.
+    let reloader = crate::reload::spawn(crate::reload::hangups()?, broker.clone());
     let served = broker.serve(listener, shutdown_signal()).await;
+    reloader.abort();
     app_task.abort();
     emulator.shutdown().await;
     drop(dir);
