@@ -44,6 +44,11 @@ pub struct TlsMetrics {
 impl TlsMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
+        // Both outcomes exist from the start (at 0), so alerts and dashboards see the series
+        // before the first reload.
+        for outcome in ["success", "failure"] {
+            let _ = m.reloads.get_or_create(&OutcomeLabels { outcome });
+        }
         registry.register(
             "tls_reloads",
             "Certificate reloads (SIGHUP or a change of the files) by outcome; a failed one keeps the previous certificate",

@@ -321,6 +321,12 @@ async fn changed_files_are_reloaded_while_open_connections_carry_on() {
     let first = ca.leaf("broker-1", &[]);
     let b = start(&first, "tls_check_interval_ms = 100").await;
     assert_eq!(presented(b.addr, &ca.pem).await, first.der);
+    // Both outcome series exist before any reload.
+    let m = metrics(&b).await;
+    for outcome in ["success", "failure"] {
+        let zero = format!("imsgate_tls_reloads_total{{outcome=\"{outcome}\"}} 0");
+        assert!(m.contains(&zero), "{m}");
+    }
     // A connection opened (and used) before the reload.
     let mut old = connect(
         b.addr,
