@@ -846,3 +846,61 @@ async fn listen_accepts_a_host_name() {
         "{e:?}"
     );
 }
+
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread, so every event reaches the thread-local subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn private_keys_never_reach_the_logs() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let ca = TestCa::new("imsgate test CA");
+    let first = ca.leaf("broker", &[]);
+    let other = ca.leaf("other", &[]);
+    let b = start(&first, "tls_check_interval_ms = 3600000").await;
+    let tls = b.broker.tls.as_ref().unwrap();
+    // A key that does not match, a key that is not PEM, then a good one: each is logged.
+    let marker = "MARKER-not-a-key-7f3a9c1e";
+    for (cert, key) in [
+        (&first.chain_pem, other.key_pem.clone()),
+        (
+            &first.chain_pem,
+            format!("-----BEGIN PRIVATE KEY-----\n{marker}\n-----END PRIVATE KEY-----\n"),
+        ),
+        (&other.chain_pem, other.key_pem.clone()),
+    ] {
+        install_files(b.dir.path(), cert, &key);
+        let _ = tls.reload("test");
+    }
+    assert_eq!(presented(b.addr, &ca.pem).await, other.der);
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("TLS certificate reload refused"), "{logs}");
+    assert!(logs.contains("TLS certificate reloaded"), "{logs}");
+    assert!(!logs.contains(marker), "{logs}");
+    for key in [&first.key_pem, &other.key_pem] {
+        for line in key
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        {
+            assert!(!logs.contains(line), "a key line reached the logs: {line}");
+        }
+    }
+}
