@@ -486,7 +486,7 @@ max_connections = 1",
     // At the cap (one), a new connection evicts the idle one.
     let (first, _keep_first) = idle_h2(b.addr, &ca).await;
     let _second = idle_h2(b.addr, &ca).await;
-    tokio::time::timeout(Duration::from_millis(300), first)
+    tokio::time::timeout(Duration::from_secs(2), first)
         .await
         .expect("the idle HTTP/2 connection was not evicted for the new one")
         .unwrap();
