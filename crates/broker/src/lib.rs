@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod service;
 pub mod service_account;
 pub mod storage;
+pub mod tls;
 pub mod user_login;
 pub mod verified;
 

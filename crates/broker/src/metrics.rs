@@ -109,6 +109,7 @@ pub struct Metrics {
     pub build_info: Family<BuildLabels, Gauge>,
     /// Unprefixed process metrics (`process_*`), read at scrape time where the OS allows.
     process: Registry,
+    pub tls: crate::tls::TlsMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -239,12 +240,14 @@ impl Metrics {
         );
         let mut process = Registry::default();
         process.register_collector(Box::new(crate::process_metrics::ProcessCollector::new()));
+        let tls = crate::tls::TlsMetrics::register(&mut registry);
         let metrics = Self {
             process,
             jwks_fetches,
             token_expiry,
             token_last_refresh,
             build_info,
+            tls,
             registry,
             connections,
             connections_closed,

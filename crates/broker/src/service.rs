@@ -60,6 +60,17 @@ pub struct AppState {
 pub struct Broker {
     pub state: Arc<AppState>,
     pub config: Arc<Config>,
+    /// The listeners' TLS, when `[server] tls_cert` is set.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+}
+
+/// The bound sockets (see `Broker::bind`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// `[server] listen`: every address it resolved to.
+    pub public: Vec<TcpListener>,
+    /// `[server] admin_listen`, when set: operator routes are served only here.
+    pub admin: Vec<TcpListener>,
 }
 
 impl Broker {
@@ -112,6 +123,12 @@ impl Broker {
                     None
                 }
             },
+            None => None,
+        };
+        let tls = match &config.server.tls {
+            Some(files) => crate::tls::Tls::load(files, metrics.tls.clone(), clock.clone())
+                .map_err(|e| problems.extend(e))
+                .ok(),
             None => None,
         };
         if !problems.is_empty() {
@@ -287,6 +304,7 @@ impl Broker {
                 body_timeout: config.server.body_timeout,
             }),
             config: Arc::new(config),
+            tls,
         })
     }
 
@@ -328,20 +346,81 @@ impl Broker {
             .map_err(TokenError::Unavailable)
     }
 
-    /// Serves on `listener` until `shutdown` resolves.
+    /// Serves every route on `listener` (over TLS when configured) until `shutdown` resolves.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        crate::http::server::serve(
-            listener,
-            self.router(),
+        self.serve_listeners(
+            Listeners {
+                public: vec![listener],
+                admin: Vec::new(),
+            },
+            shutdown,
+        )
+        .await
+    }
+
+    /// Binds `[server] listen` and, when set, `admin_listen` (host names resolved now).
+    pub async fn bind(&self) -> Result<Listeners, Vec<String>> {
+        let server = &self.config.server;
+        let public = crate::http::bind::bind(&server.listen, "server.listen")
+            .await
+            .map_err(|e| vec![e])?;
+        let admin = match &server.admin_listen {
+            Some(a) => crate::http::bind::bind(a, "server.admin_listen")
+                .await
+                .map_err(|e| vec![e])?,
+            None => Vec::new(),
+        };
+        Ok(Listeners { public, admin })
+    }
+
+    /// Serves until `shutdown` resolves: without admin listeners every route on the public ones;
+    /// with them, public routes on the public listeners and operator routes on the admin ones.
+    /// TLS, when configured, applies to all, and its files are watched while serving.
+    pub async fn serve_listeners(
+        &self,
+        listeners: Listeners,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let mut bound = Vec::new();
+        if listeners.admin.is_empty() {
+            let router = self.router();
+            bound.extend(listeners.public.into_iter().map(|l| (l, router.clone())));
+        } else {
+            let (public, operator) = crate::http::split_routers(self.state.clone());
+            bound.extend(listeners.public.into_iter().map(|l| (l, public.clone())));
+            bound.extend(listeners.admin.into_iter().map(|l| (l, operator.clone())));
+        }
+        let watch = self.tls.as_ref().map(|t| t.spawn_watch());
+        let served = crate::http::server::serve(
+            bound,
+            self.tls.as_ref().map(|t| t.server_config()),
             crate::http::server::ConnLimits::from_config(&self.config.server),
             self.state.metrics.clone(),
             shutdown,
         )
-        .await
+        .await;
+        if let Some(w) = watch {
+            w.abort();
+        }
+        served
+    }
+
+    /// Reloads the TLS certificate and key (SIGHUP), logging what happened; with no TLS
+    /// configured, logs that there is nothing to reload.
+    pub fn reload(&self, trigger: &'static str) {
+        match &self.tls {
+            Some(tls) => {
+                let _ = tls.reload(trigger);
+            }
+            None => tracing::info!(
+                trigger,
+                "reload requested; no TLS is configured, so there is nothing to reload"
+            ),
+        }
     }
 }
 

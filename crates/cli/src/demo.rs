@@ -42,23 +42,31 @@ pub const WEB_APP_CLIENT: &str = "imsgate-demo-webapp";
 /// The OAuth Web App client the demo's user sign-in uses.
 pub const USER_APP_CLIENT: &str = "imsgate-demo-userapp";
 
-/// The broker config the demo writes, pointing at the emulator.
+/// The broker config the demo writes, pointing at the emulator; with `tls`, serving
+/// `tls.crt`/`tls.key` from the data directory over https.
 pub fn demo_config(
     emulator_url: &str,
     listen: SocketAddr,
     namespace: uuid::Uuid,
     app_url: &str,
+    tls: bool,
 ) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let tls_lines = if tls {
+        "tls_cert = \"tls.crt\"\ntls_key = \"file:tls.key\"\n"
+    } else {
+        ""
+    };
     // Dots escaped for the regex, then backslashes doubled for the TOML string.
     let pattern = format!(
-        "http://{}/consent/.*",
+        "{scheme}://{}/consent/.*",
         listen.to_string().replace('.', "\\\\.")
     );
     format!(
         r#"# Written by `imsgate demo`: a broker wired to the local IMS emulator.
 [server]
 listen = "{listen}"
-
+{tls_lines}
 [ims]
 base_url = "{emulator_url}"
 
@@ -83,15 +91,15 @@ type = "enterprise_web_app"
 client_id = "{WEB_APP_CLIENT}"
 client_secret = "file:web_app_secret"
 scopes = ["openid", "AdobeID", "read_organizations"]
-default_redirect_uri = "http://{listen}/consent/callback"
+default_redirect_uri = "{scheme}://{listen}/consent/callback"
 redirect_uri_patterns = ["{pattern}"]
 
 [consent]
 credential = "partner-web-app"
-public_url = "http://{listen}"
+public_url = "{scheme}://{listen}"
 consent_url = "{emulator_url}/consent"
 return_to_origins = ["{app_url}"]
-# Plain-http loopback redirect URIs are for local runs only.
+# Plain-http loopback redirect URIs (without --tls) are for local runs only.
 development_mode = true
 
 [credentials.user-app]
@@ -99,11 +107,11 @@ type = "oauth_web_app"
 client_id = "{USER_APP_CLIENT}"
 client_secret = "file:user_app_secret"
 scopes = ["openid", "AdobeID", "offline_access"]
-default_redirect_uri = "http://{listen}/user/callback"
+default_redirect_uri = "{scheme}://{listen}/user/callback"
 
 [user_login]
 credential = "user-app"
-public_url = "http://{listen}"
+public_url = "{scheme}://{listen}"
 return_to_origins = ["{app_url}"]
 token_encryption_keys = ["file:user_tokens.key"]
 development_mode = true
@@ -140,6 +148,7 @@ pub async fn run(
     emulator_listen: SocketAddr,
     app_listen: SocketAddr,
     lifetime: u64,
+    tls: bool,
 ) -> CliResult {
     // The demo's emulator has the same unauthenticated /__admin API as `imsgate emulator`.
     if !emulator_listen.ip().is_loopback() {
@@ -182,6 +191,13 @@ pub async fn run(
     let app_listener = bind(app_listen, "demo partner app").await?;
     let app_addr = app_listener.local_addr().map_err(|e| vec![e.to_string()])?;
     let app_url = format!("http://{app_addr}");
+    let scheme = if tls { "https" } else { "http" };
+    let broker_url = format!("{scheme}://{addr}");
+    let demo_tls = if tls {
+        Some(crate::demo_tls::DemoTls::write(dir.path(), addr)?)
+    } else {
+        None
+    };
 
     let mut web_app = EmulatorClient::new(
         WEB_APP_CLIENT,
@@ -189,18 +205,15 @@ pub async fn run(
         &["openid", "AdobeID", "read_organizations"],
         3599,
     );
-    web_app.default_redirect_uri = Some(format!("http://{addr}/consent/callback"));
-    web_app.redirect_uri_patterns = vec![format!(
-        "http://{}/consent/.*",
-        addr.to_string().replace('.', "\\.")
-    )];
+    web_app.default_redirect_uri = Some(format!("{broker_url}/consent/callback"));
+    web_app.redirect_uri_patterns = vec![format!("{}/consent/.*", broker_url.replace('.', "\\."))];
     let mut user_app = EmulatorClient::new(
         USER_APP_CLIENT,
         &user_app_secret,
         &["openid", "AdobeID", "offline_access"],
         3599,
     );
-    user_app.default_redirect_uri = Some(format!("http://{addr}/user/callback"));
+    user_app.default_redirect_uri = Some(format!("{broker_url}/user/callback"));
     let emulator = Emulator::new(EmulatorConfig {
         issuer: None,
         clients: vec![demo_client(&client_secret, lifetime), web_app, user_app],
@@ -210,7 +223,13 @@ pub async fn run(
     .await
     .map_err(|e| vec![format!("cannot listen on {emulator_listen} for the emulator ({}); pass --emulator-listen 127.0.0.1:0", e.kind())])?;
 
-    let text = demo_config(emulator.base_url(), addr, uuid::Uuid::new_v4(), &app_url);
+    let text = demo_config(
+        emulator.base_url(),
+        addr,
+        uuid::Uuid::new_v4(),
+        &app_url,
+        tls,
+    );
     let config_path = dir.path().join("imsgate.toml");
     std::fs::write(&config_path, &text)
         .map_err(|e| vec![format!("cannot write the demo config: {}", e.kind())])?;
@@ -224,15 +243,26 @@ pub async fn run(
 
     let token = caller_token(&caller_key, "demo-user-1", 3600);
     println!("imsgate demo is running (Ctrl-C to stop)");
-    println!("  broker:        http://{addr}");
+    println!("  broker:        {broker_url}");
     println!("  IMS emulator:  {}", emulator.base_url());
     println!(
         "  data dir:      {} (deleted on exit)",
         dir.path().display()
     );
+    let curl = match &demo_tls {
+        Some(t) => {
+            println!("  CA certificate: {}", t.ca_path.display());
+            println!(
+                "  Chromium trust pin: --ignore-certificate-errors-spki-list={}",
+                t.spki_sha256
+            );
+            format!("curl --cacert {}", t.ca_path.display())
+        }
+        None => "curl".to_owned(),
+    };
     println!();
     println!("Get a client token as a signed-in user would (caller token valid for 1 hour):");
-    println!("  curl -H 'Authorization: Bearer {token}' http://{addr}/api/client-token");
+    println!("  {curl} -H 'Authorization: Bearer {token}' {broker_url}/api/client-token");
     println!();
     println!(
         "Connect an Adobe org (admin consent): open the partner app and click \"Connect with Adobe\":"
@@ -240,16 +270,16 @@ pub async fn run(
     println!("  {app_url}/");
     println!("or start a connection the way a partner backend does (internal API key):");
     println!(
-        "  curl -X POST -H 'Authorization: Bearer {internal_key}' -H 'Content-Type: application/json' -d '{{\"account_id\": \"demo-account-1\", \"return_to\": \"{app_url}/\"}}' http://{addr}/api/connections"
+        "  {curl} -X POST -H 'Authorization: Bearer {internal_key}' -H 'Content-Type: application/json' -d '{{\"account_id\": \"demo-account-1\", \"return_to\": \"{app_url}/\"}}' {broker_url}/api/connections"
     );
     println!(
-        "Operator console (sign in with the internal API key from the line above): http://{addr}/admin"
+        "Operator console (sign in with the internal API key from the line above): {broker_url}/admin"
     );
     println!(
         "Sign a user in (user OAuth with PKCE): the same page's \"Sign in with Adobe\"; then the user's token:"
     );
     println!(
-        "  curl -X POST -H 'Authorization: Bearer {internal_key}' http://{addr}/api/users/demo-user-1/token"
+        "  {curl} -X POST -H 'Authorization: Bearer {internal_key}' {broker_url}/api/users/demo-user-1/token"
     );
     println!();
     println!(
@@ -258,21 +288,27 @@ pub async fn run(
     println!("  {app_url}/embed");
     println!();
     println!("Health, readiness and metrics:");
-    println!("  curl http://{addr}/readyz");
-    println!("  curl http://{addr}/metrics");
+    println!("  {curl} {broker_url}/readyz");
+    println!("  {curl} {broker_url}/metrics");
 
     let app = crate::demo_app::router(Arc::new(crate::demo_app::AppState {
-        broker_url: format!("http://{addr}"),
+        broker_url: broker_url.clone(),
         emulator_url: emulator.base_url().to_owned(),
         app_url: app_url.clone(),
         internal_key,
         caller_key: caller_key.clone(),
-        http: reqwest::Client::new(),
+        http: match &demo_tls {
+            Some(t) => t.client()?,
+            None => reqwest::Client::new(),
+        },
     }));
     let app_task = tokio::spawn(async move {
         let _ = axum::serve(app_listener, app).await;
     });
+    // SIGHUP reloads the demo's certificate like `serve` does, and never ends the demo.
+    let reloader = crate::reload::spawn(crate::reload::hangups()?, broker.clone());
     let served = broker.serve(listener, shutdown_signal()).await;
+    reloader.abort();
     app_task.abort();
     emulator.shutdown().await;
     drop(dir);

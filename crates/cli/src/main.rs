@@ -4,8 +4,10 @@
 
 mod demo;
 mod demo_app;
+mod demo_tls;
 mod keys;
 mod logging;
+mod reload;
 mod run;
 mod secrets_cmd;
 mod user_tokens;
@@ -16,10 +18,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `imsgate --version`: the release and the git commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IMSGATE_GIT_COMMIT"),
+    ")"
+);
+
 /// imsgate: the secure backend for Adobe IMS credentials. It mints and caches IMS tokens, hands
 /// short-lived client tokens to browser apps, and ships a local IMS emulator for offline use.
 #[derive(Parser, Debug)]
-#[command(name = "imsgate", version, propagate_version = true)]
+#[command(name = "imsgate", version = VERSION, propagate_version = true)]
 struct Cli {
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
@@ -48,6 +58,10 @@ enum Command {
         /// Lifetime in seconds of the emulator's client-entitlement tokens (Adobe uses 300).
         #[arg(long, default_value_t = 300)]
         token_lifetime: u64,
+        /// Serve the broker over https with a throwaway CA and certificate made in the data
+        /// directory; prints the CA's path (for curl --cacert) and the key pin for Chromium.
+        #[arg(long)]
+        tls: bool,
     },
     /// Run the broker with a configuration file.
     Serve {
@@ -211,7 +225,8 @@ fn main() -> ExitCode {
                 emulator_listen,
                 app_listen,
                 token_lifetime,
-            } => demo::run(listen, emulator_listen, app_listen, token_lifetime).await,
+                tls,
+            } => demo::run(listen, emulator_listen, app_listen, token_lifetime, tls).await,
             Command::Serve { config } => run::serve(&config).await,
             Command::Emulator {
                 listen,

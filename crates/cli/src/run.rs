@@ -47,21 +47,38 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn serve(config: &Path) -> CliResult {
+    // Before anything else: SIGHUP's default action would end the process.
+    let hangups = crate::reload::hangups()?;
     let config = load(config)?;
-    let listen = config.server.listen;
     let broker = Broker::build(config, Arc::new(SystemClock))?;
     // `imsgate_build_info`: this binary's version and the git commit its build recorded.
     broker.state.metrics.set_build_info(
         env!("CARGO_PKG_VERSION"),
         option_env!("IMSGATE_GIT_COMMIT").unwrap_or("unknown"),
     );
-    let listener = bind(listen, "broker").await?;
-    let addr = listener.local_addr().map_err(|e| vec![e.to_string()])?;
-    tracing::info!(%addr, "imsgate broker listening");
-    broker
-        .serve(listener, shutdown_signal())
-        .await
-        .map_err(|e| vec![format!("server error: {e}")])
+    let listeners = broker.bind().await?;
+    let scheme = if broker.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for l in &listeners.public {
+        let addr = l.local_addr().map_err(|e| vec![e.to_string()])?;
+        let routes = if listeners.admin.is_empty() {
+            "all"
+        } else {
+            "public"
+        };
+        tracing::info!(%addr, scheme, routes, "imsgate broker listening");
+    }
+    for l in &listeners.admin {
+        let addr = l.local_addr().map_err(|e| vec![e.to_string()])?;
+        tracing::info!(%addr, scheme, routes = "operator", "imsgate operator listener");
+    }
+    let reloader = crate::reload::spawn(hangups, broker.clone());
+    let served = broker.serve_listeners(listeners, shutdown_signal()).await;
+    reloader.abort();
+    served.map_err(|e| vec![format!("server error: {e}")])
 }
 
 /// Checks the config and its secrets, then reports what an operator needs: each credential,

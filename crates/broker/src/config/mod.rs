@@ -2,7 +2,6 @@
 //! once, and validation into ready-to-use values. Secrets appear only as references.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use crate::secrets::SecretRef;
 
 mod consent;
 mod keystore;
+mod listen;
 mod service_account;
 mod user_login;
 
@@ -21,6 +21,7 @@ pub use consent::{
     ADOBE_CONSENT_URL, CALLBACK_PATH, ConsentConfig, InternalApiConfig, StorageConfig,
     WebAppConfig, redirect_rules,
 };
+pub use listen::{ListenAddr, TlsFiles};
 pub use service_account::{KeyConfig, ServiceAccountConfig};
 pub use user_login::{USER_CALLBACK_PATH, UserLoginConfig};
 
@@ -43,7 +44,12 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub listen: SocketAddr,
+    /// The public listener (every route unless `admin_listen` is set).
+    pub listen: ListenAddr,
+    /// The operator listener: when set, operator routes are served only here.
+    pub admin_listen: Option<ListenAddr>,
+    /// TLS for both listeners; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
     /// Requests larger than this are refused before any work is done.
     pub max_body_bytes: usize,
     /// Open connections at most; at the cap the longest-idle one is closed to make room.
@@ -212,6 +218,10 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 struct RawServer {
     listen: Option<String>,
+    admin_listen: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_check_interval_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     max_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
@@ -416,7 +426,7 @@ fn parse_secret(p: &mut Problems, at: &str, s: &str, base: &Path) -> Option<Secr
 }
 
 /// `[server]` limits: each has a default and a range that keeps the service usable.
-fn validate_server(p: &mut Problems, raw: &RawServer, listen: SocketAddr) -> ServerConfig {
+fn validate_server(p: &mut Problems, raw: &RawServer, base: &Path) -> ServerConfig {
     fn ranged<T: PartialOrd + Copy + std::fmt::Display>(
         p: &mut Problems,
         key: &str,
@@ -440,7 +450,18 @@ fn validate_server(p: &mut Problems, raw: &RawServer, listen: SocketAddr) -> Ser
     }
     let ms = Duration::from_millis;
     ServerConfig {
-        listen,
+        listen: listen::listen_addr(p, "server.listen", raw.listen.as_deref(), "127.0.0.1:8080"),
+        admin_listen: raw
+            .admin_listen
+            .as_deref()
+            .map(|a| listen::listen_addr(p, "server.admin_listen", Some(a), "127.0.0.1:9090")),
+        tls: listen::tls_files(
+            p,
+            raw.tls_cert.as_deref(),
+            raw.tls_key.as_deref(),
+            raw.tls_check_interval_ms,
+            base,
+        ),
         max_body_bytes: ranged(
             p,
             "server.max_body_bytes",
@@ -502,15 +523,7 @@ fn validate_server(p: &mut Problems, raw: &RawServer, listen: SocketAddr) -> Ser
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let mut p = Problems(Vec::new());
 
-    let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8080");
-    let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-        p.push(
-            "server.listen",
-            format!("{listen:?} is not an address like 127.0.0.1:8080"),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 8080))
-    });
-    let server = validate_server(&mut p, &raw.server, listen);
+    let mut server = validate_server(&mut p, &raw.server, base);
 
     let ims_base = raw.ims.base_url.clone();
     let ims = validate_ims(&mut p, raw.ims);
@@ -594,6 +607,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
         if let Some(api) = internal_api.as_mut() {
             refs.push(("internal_api.api_key".into(), &mut api.api_key));
+        }
+        if let Some(tls) = server.tls.as_mut() {
+            refs.push(("server.tls_key".into(), &mut tls.key));
         }
         keystore::attach(&mut p, keystore_location.as_ref(), refs.into_iter());
     }

@@ -1,6 +1,8 @@
 //! The HTTP surface (axum): routes, CORS, metrics middleware and JSON fallbacks. This is the only
 //! layer that knows status codes.
 
+pub mod audience;
+pub mod bind;
 pub mod client_token;
 pub mod connections;
 pub mod consent;
@@ -25,15 +27,31 @@ use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::service::AppState;
+use audience::Routes;
 use error::ApiError;
 
+/// Every route on one listener.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
+    finish(routes(&state).into_one(), &state)
+}
+
+/// (public listener, operator listener), for `[server] admin_listen`.
+pub fn split_routers(state: Arc<AppState>) -> (Router, Router) {
+    let (public, operator) = routes(&state).into_split();
+    (finish(public, &state), finish(operator, &state))
+}
+
+/// Every route with its audience (see `audience`): `route` is for operators, `public` for
+/// browsers and the partner's web app.
+fn routes(state: &Arc<AppState>) -> Routes {
+    let mut routes = Routes::new()
+        .everywhere("/healthz", get(ops::healthz))
+        .everywhere("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state.clone());
+        .map(|r| {
+            r.method_not_allowed_fallback(method_not_allowed)
+                .with_state(state.clone())
+        });
     if let Some(ct) = &state.client_token {
         let origins: Arc<[HeaderValue]> = ct
             .allowed_origins
@@ -53,21 +71,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             // No `Vary`: the token response is `no-store` and preflights are not stored by shared
             // caches, so it protects nothing, and its list would be cloned on every request.
             .vary([]);
-        router = router.merge(
-            Router::new()
+        routes = routes.merge(
+            Routes::new()
                 // The fallback is set on the route itself, inside the CORS layer, so preflight
                 // requests reach CORS instead of a router-wide 405.
-                .route(
+                .public(
                     "/api/client-token",
                     get(client_token::client_token).fallback(method_not_allowed),
                 )
-                .layer(cors)
-                .with_state(ct.clone()),
+                .map(|r| r.layer(cors.clone()).with_state(ct.clone())),
         );
     }
     if let Some(cs) = &state.consent {
-        router = router.merge(
-            Router::new()
+        routes = routes.merge(
+            Routes::new()
                 .route(
                     "/api/connections",
                     post(consent::start).get(connections::list),
@@ -77,39 +94,50 @@ pub fn router(state: Arc<AppState>) -> Router {
                     get(connections::get).delete(connections::delete),
                 )
                 .route("/api/orgs/{org_id}/token", post(connections::org_token))
-                .route("/connect/{ticket}", get(consent::open))
-                .route(crate::config::CALLBACK_PATH, get(consent::callback))
-                .method_not_allowed_fallback(method_not_allowed)
-                .with_state(cs.clone()),
+                .public("/connect/{ticket}", get(consent::open))
+                .public(crate::config::CALLBACK_PATH, get(consent::callback))
+                .map(|r| {
+                    r.method_not_allowed_fallback(method_not_allowed)
+                        .with_state(cs.clone())
+                }),
         );
     }
     if let Some(ul) = &state.user_login {
-        router = router.merge(
-            Router::new()
+        routes = routes.merge(
+            Routes::new()
                 .route("/api/user-logins", post(user_login::start))
                 .route(
                     "/api/users/{user}/token",
                     post(user_login::token).delete(user_login::revoke),
                 )
-                .route("/login/{ticket}", get(user_login::open))
-                .route(crate::config::USER_CALLBACK_PATH, get(user_login::callback))
-                .method_not_allowed_fallback(method_not_allowed)
-                .with_state(ul.clone()),
+                .public("/login/{ticket}", get(user_login::open))
+                .public(crate::config::USER_CALLBACK_PATH, get(user_login::callback))
+                .map(|r| {
+                    r.method_not_allowed_fallback(method_not_allowed)
+                        .with_state(ul.clone())
+                }),
         );
     }
     if let Some(console) = &state.console {
-        router = router.merge(
-            Router::new()
+        routes = routes.merge(
+            Routes::new()
                 .route("/admin", get(console::page))
                 .route("/admin/login", post(console::login))
                 .route("/admin/logout", post(console::logout))
                 .route("/admin/unlink", post(console::unlink))
                 .route("/admin/revoke-sign-in", post(console::revoke_sign_in))
                 .route("/admin/refresh", post(console::refresh))
-                .method_not_allowed_fallback(method_not_allowed)
-                .with_state(console.clone()),
+                .map(|r| {
+                    r.method_not_allowed_fallback(method_not_allowed)
+                        .with_state(console.clone())
+                }),
         );
     }
+    routes
+}
+
+/// The fallbacks and layers every listener's router gets.
+fn finish(router: Router, state: &AppState) -> Router {
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))

@@ -1,19 +1,26 @@
-//! The accept loop: HTTP/1.1 connections under a cap, with time limits on request headers and on
-//! idle keep-alive, and room made at the cap by closing the connection idle the longest.
+//! The accept loop: HTTP/1.1 and (over TLS, by ALPN) HTTP/2 connections on one or more
+//! listeners under one cap, with time limits on request headers and on idle keep-alive, and room
+//! made at the cap by closing the connection idle the longest.
 //!
 //! Why not `axum::serve`: it has no connection cap and no header or idle timeout, so a client
 //! holding half-open connections could exhaust the process's file descriptors.
 //!
-//! Each connection has a slot saying whether a request is in flight (`active`) and since when it
-//! has been idle. A sweeper closes idle connections past their deadline: the header timeout while
-//! request bytes are arriving (or before the first request), the keep-alive timeout when nothing
-//! has been sent since the last response. At the cap, a new connection is accepted only after the
-//! longest-idle connection has been told to close; connections with a request in flight are never
-//! closed for room. When every connection is busy, new ones wait in the listen backlog.
+//! Each connection has a slot counting its requests in flight (several at once on HTTP/2) and
+//! saying since when it has been idle. A sweeper closes idle connections past their deadline: the
+//! header timeout while request bytes are arriving (or before the first request), the keep-alive
+//! timeout when nothing has been sent since the last response. At the cap, a new connection is
+//! served only after the longest-idle connection has been told to close (when the new one
+//! arrives, not before); connections with a request in flight are never closed for room. When
+//! every connection is busy, new ones wait in the listen backlog.
+//!
+//! With TLS the handshake runs inside the connection's slot, before its first request: it counts
+//! against the header timeout, so a client that connects and never finishes (or never starts) a
+//! handshake is closed like one that never sends a request.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -22,8 +29,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,6 +46,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// File descriptors kept free for SQLite, IMS connections, JWKS fetches and logs when the
 /// connection cap is fitted to the open-files limit.
 const RESERVED_FDS: u64 = 128;
+/// Concurrent requests on one HTTP/2 connection.
+const MAX_H2_STREAMS: u32 = 100;
 
 /// The connection limits `serve` enforces (from `[server]`).
 #[derive(Debug, Clone, Copy)]
@@ -110,8 +120,8 @@ impl CloseReason {
 /// One connection's state, shared by its task, its I/O wrapper, its service and the sweeper.
 #[derive(Debug)]
 struct Slot {
-    /// A request is being handled.
-    active: AtomicBool,
+    /// Requests being handled (at most one on HTTP/1.1).
+    in_flight: AtomicUsize,
     /// At least one request has been answered (before that, the header timeout applies).
     served: AtomicBool,
     /// Bytes arrived since the connection last went idle: a request head is being sent.
@@ -142,7 +152,7 @@ impl Registry {
 
     fn insert(&self, id: u64) -> Arc<Slot> {
         let slot = Arc::new(Slot {
-            active: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             served: AtomicBool::new(false),
             read: AtomicBool::new(false),
             idle_since: AtomicU64::new(self.now_ms()),
@@ -181,13 +191,23 @@ impl Registry {
         }
     }
 
+    /// Whether some connection could be closed for room (none in flight, not closing yet).
+    fn has_idle(&self) -> bool {
+        self.slots
+            .lock()
+            .values()
+            .any(|s| s.in_flight.load(Ordering::Acquire) == 0 && !s.closing.load(Ordering::Relaxed))
+    }
+
     /// Tells the connection idle the longest to close; false if every connection is busy.
     fn evict_one(&self) -> bool {
         let victim = {
             let slots = self.slots.lock();
             slots
                 .values()
-                .filter(|s| !s.active.load(Ordering::Acquire) && !s.closing.load(Ordering::Relaxed))
+                .filter(|s| {
+                    s.in_flight.load(Ordering::Acquire) == 0 && !s.closing.load(Ordering::Relaxed)
+                })
                 .min_by_key(|s| s.idle_since.load(Ordering::Relaxed))
                 .cloned()
         };
@@ -209,7 +229,9 @@ impl Registry {
             .slots
             .lock()
             .values()
-            .filter(|s| !s.active.load(Ordering::Acquire) && !s.closing.load(Ordering::Relaxed))
+            .filter(|s| {
+                s.in_flight.load(Ordering::Acquire) == 0 && !s.closing.load(Ordering::Relaxed)
+            })
             .filter_map(|s| {
                 // `read` first: its Release store follows the `idle_since` it belongs with.
                 let read = s.read.load(Ordering::Acquire);
@@ -228,15 +250,17 @@ impl Registry {
     }
 }
 
-/// Serves `router` on `listener` under `limits` until `shutdown` resolves, then lets in-flight
-/// requests finish (up to [`SHUTDOWN_GRACE`]).
+/// Serves each listener's router, over TLS when `tls` is given, under `limits` (one connection
+/// cap for all listeners) until `shutdown` resolves, then lets in-flight requests finish (up to
+/// [`SHUTDOWN_GRACE`]).
 pub async fn serve(
-    listener: TcpListener,
-    router: Router,
+    listeners: Vec<(TcpListener, Router)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     limits: ConnLimits,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let limits = limits.fitted();
     let registry = Arc::new(Registry {
         epoch: Instant::now(),
@@ -250,20 +274,30 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     let mut next_id = 0u64;
+    // Which listener is polled first, rotated so a busy one cannot starve the others.
+    let mut first = 0usize;
     'accept: loop {
-        // Make room before accepting, so the cap holds; busy connections are never closed.
-        while registry.live() >= limits.max_connections {
-            if registry.evict_one() {
-                break;
-            }
+        // At the cap with every connection busy, new ones wait in the listen backlog.
+        while registry.live() >= limits.max_connections && !registry.has_idle() {
             tokio::select! {
                 _ = registry.freed.notified() => {}
                 _ = &mut shutdown => break 'accept,
             }
         }
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+        let accept = std::future::poll_fn(|cx| {
+            let n = listeners.len();
+            for k in 0..n {
+                let i = (first + k) % n;
+                if let Poll::Ready(r) = listeners[i].0.poll_accept(cx) {
+                    first = (i + 1) % n;
+                    return Poll::Ready((i, r));
+                }
+            }
+            Poll::Pending
+        });
+        let (index, stream, peer) = tokio::select! {
+            (i, r) = accept => match r {
+                Ok((stream, peer)) => (i, stream, peer),
                 Err(e) => {
                     // EMFILE and friends: the condition passes as connections close.
                     tracing::warn!(error = %e, "accept failed");
@@ -273,20 +307,35 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Room for the new connection: the longest-idle one is told to close now that another
+        // wants its place (not before, so an idle connection at the cap is not closed for
+        // nothing). Busy connections are never closed; if every one turned busy meanwhile, the
+        // new connection waits here until one ends, so the cap holds.
+        while registry.live() >= limits.max_connections {
+            if registry.evict_one() {
+                break;
+            }
+            tokio::select! {
+                _ = registry.freed.notified() => {}
+                _ = &mut shutdown => break 'accept,
+            }
+        }
         let _ = stream.set_nodelay(true);
         next_id += 1;
         let id = next_id;
         let slot = registry.insert(id);
         tokio::spawn(connection(
             stream,
-            router.clone(),
+            peer,
+            listeners[index].1.clone(),
+            acceptor.clone(),
             registry.clone(),
             id,
             slot,
             stop_rx.clone(),
         ));
     }
-    drop(listener);
+    drop(listeners);
     let _ = stop_tx.send(true);
     let drained = async {
         loop {
@@ -317,31 +366,65 @@ async fn sweep_loop(registry: std::sync::Weak<Registry>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     registry: Arc<Registry>,
     id: u64,
     slot: Arc<Slot>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let peer = stream.peer_addr().ok();
+    match tls {
+        None => serve_http(stream, false, peer, router, &registry, &slot, &mut stop).await,
+        Some(acceptor) => {
+            // The handshake runs under the header timeout: the sweeper closes a slot that has
+            // served nothing once it is due, and eviction may pick it too.
+            let handshake = tokio::select! {
+                r = acceptor.accept(stream) => Some(r),
+                _ = slot.close.notified() => None,
+                _ = stop.changed() => None,
+            };
+            match handshake {
+                Some(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    serve_http(tls, h2, peer, router, &registry, &slot, &mut stop).await;
+                }
+                Some(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                None => {}
+            }
+        }
+    }
+    registry.remove(id, &slot);
+}
+
+/// Serves HTTP on an established connection (plain or TLS) until it ends or is closed.
+async fn serve_http<IO>(
+    io: IO,
+    h2: bool,
+    peer: SocketAddr,
+    router: Router,
+    registry: &Arc<Registry>,
+    slot: &Arc<Slot>,
+    stop: &mut watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Tracked {
-        inner: stream,
+        inner: io,
         slot: slot.clone(),
         epoch: registry.epoch,
     });
     let service = hyper::service::service_fn({
         let slot = slot.clone();
         let registry = registry.clone();
-        move |mut req: hyper::Request<Incoming>| {
-            slot.active.store(true, Ordering::Release);
-            // The peer address, for handlers that count per client (the console's sign-in).
-            if let Some(peer) = peer {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-            }
-            let call = tower::ServiceExt::oneshot(router.clone(), req.map(Body::new));
+        move |req: hyper::Request<Incoming>| {
+            slot.in_flight.fetch_add(1, Ordering::AcqRel);
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let call = tower::ServiceExt::oneshot(router.clone(), req);
             let done = IdleOnDrop {
                 slot: slot.clone(),
                 registry: registry.clone(),
@@ -353,8 +436,20 @@ async fn connection(
             }
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(registry.limits.max_header_bytes);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // The protocol is known before the first byte: ALPN over TLS, HTTP/1.1 otherwise.
+    let mut builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    builder
+        .http1()
+        .max_buf_size(registry.limits.max_header_bytes);
+    builder
+        .http2()
+        .max_header_list_size(registry.limits.max_header_bytes as u32)
+        .max_concurrent_streams(MAX_H2_STREAMS);
     let mut conn = pin!(builder.serve_connection(io, service));
     let mut stopping = false;
     loop {
@@ -366,7 +461,7 @@ async fn connection(
                 break;
             }
             _ = slot.close.notified() => {
-                if slot.active.load(Ordering::Acquire) {
+                if slot.in_flight.load(Ordering::Acquire) > 0 {
                     // A request started after the connection was chosen: let it finish.
                     conn.as_mut().graceful_shutdown();
                 } else {
@@ -381,7 +476,6 @@ async fn connection(
             }
         }
     }
-    registry.remove(id, &slot);
 }
 
 /// Marks the connection idle when its request's handling ends, however it ends.
@@ -392,24 +486,28 @@ struct IdleOnDrop {
 
 impl Drop for IdleOnDrop {
     fn drop(&mut self) {
+        // Stored before the count drops, so the sweeper never sees an idle connection with a
+        // stale `idle_since`. (With other HTTP/2 requests still in flight this only moves the
+        // idle clock forward, which the sweeper ignores until the last one ends.)
         self.slot
             .idle_since
             .store(self.registry.now_ms(), Ordering::Relaxed);
         self.slot.read.store(false, Ordering::Relaxed);
         self.slot.served.store(true, Ordering::Relaxed);
-        self.slot.active.store(false, Ordering::Release);
+        self.slot.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
-/// The socket, noting when request bytes arrive on an idle connection.
-struct Tracked {
-    inner: TcpStream,
+/// The connection (plain, or TLS above the socket), noting when request bytes arrive on an idle
+/// connection.
+struct Tracked<IO> {
+    inner: IO,
     slot: Arc<Slot>,
     /// The registry's epoch, for `idle_since`.
     epoch: Instant,
 }
 
-impl AsyncRead for Tracked {
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -430,7 +528,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
