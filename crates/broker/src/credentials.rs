@@ -109,13 +109,44 @@ impl ImsFetcher {
         cred: &Credential,
         endpoint: &'static str,
         unit: ExpiresInUnit,
+        only: Option<usize>,
         build: impl Fn(&SecretString) -> HttpRequest,
     ) -> Result<AccessToken, ImsError> {
         let now = self.clock.now();
-        self.send_with_secrets(cred, endpoint, build, |resp| {
-            parse_token_response(resp, now, unit)
-        })
-        .await
+        let parse = |resp: &HttpResponse| parse_token_response(resp, now, unit);
+        match only {
+            // A probe of one secret (`doctor --online`): no fallback, nothing recorded.
+            Some(i) => {
+                let secret = cred
+                    .secrets
+                    .get(i)
+                    .ok_or_else(|| ImsError::invalid_response("no such secret"))?;
+                let resp = self.client.send(endpoint, build(secret)).await?;
+                parse(&resp)
+            }
+            None => self.send_with_secrets(cred, endpoint, build, parse).await,
+        }
+    }
+
+    /// Asks IMS for a token with exactly the secret at `index`, for `doctor --online`: the
+    /// other secret is not tried, the preferred one is not changed and nothing is stored.
+    pub async fn probe_secret(
+        &self,
+        cred: &Credential,
+        scopes: &imsgate_ims::ScopeSet,
+        index: usize,
+    ) -> Result<AccessToken, ImsError> {
+        match cred.config.kind {
+            CredentialKind::ServiceAccount => self.service_account(cred, Some(index)).await,
+            _ => {
+                let key = TokenKey {
+                    credential: Arc::from(cred.config.name.as_str()),
+                    org_id: None,
+                    scopes: scopes.clone(),
+                };
+                self.client_credentials(cred, &key, Some(index)).await
+            }
+        }
     }
 
     /// Like [`ImsFetcher::with_secrets`] with the caller's own response parser.
@@ -163,8 +194,9 @@ impl ImsFetcher {
         &self,
         cred: &Credential,
         key: &TokenKey,
+        only: Option<usize>,
     ) -> Result<AccessToken, ImsError> {
-        self.with_secrets(cred, "token", ExpiresInUnit::Seconds, |secret| {
+        self.with_secrets(cred, "token", ExpiresInUnit::Seconds, only, |secret| {
             ClientCredentialsRequest {
                 client_id: &cred.config.client_id,
                 client_secret: secret,
@@ -178,7 +210,11 @@ impl ImsFetcher {
 
     /// A Service Account token: a fresh assertion signed with the key whose certificate is valid
     /// now and expires last, exchanged at the JWT endpoint (which answers in milliseconds).
-    async fn service_account(&self, cred: &Credential) -> Result<AccessToken, ImsError> {
+    async fn service_account(
+        &self,
+        cred: &Credential,
+        only: Option<usize>,
+    ) -> Result<AccessToken, ImsError> {
         let (Some(sa), Some(keys)) = (&cred.config.service_account, &cred.signing) else {
             return Err(ImsError::invalid_response("service account without keys"));
         };
@@ -208,6 +244,7 @@ impl ImsFetcher {
             cred,
             "jwt_exchange",
             ExpiresInUnit::Milliseconds,
+            only,
             |secret| {
                 JwtExchangeRequest {
                     client_id: &cred.config.client_id,
@@ -249,7 +286,7 @@ impl Fetcher for ImsFetcher {
                 return Err(ImsError::invalid_response("unknown credential"));
             };
             match cred.config.kind {
-                CredentialKind::ServiceAccount => self.service_account(cred).await,
+                CredentialKind::ServiceAccount => self.service_account(cred, None).await,
                 CredentialKind::ApiKey => {
                     let mut e = ImsError::new(ImsErrorKind::Rejected);
                     e.description = Some("an api_key credential has no token".into());
@@ -264,7 +301,7 @@ impl Fetcher for ImsFetcher {
                     );
                     Err(e)
                 }
-                _ => self.client_credentials(cred, key).await,
+                _ => self.client_credentials(cred, key, None).await,
             }
         })
     }

@@ -14,6 +14,7 @@ mod file_mode;
 mod grant_writer;
 mod links;
 mod migrations;
+mod read_only;
 mod secret_usage;
 mod user_grants;
 
@@ -28,6 +29,7 @@ pub use consent::{
     TicketTake,
 };
 pub use links::{Link, LinkStatus};
+pub use read_only::{GrantKeys, ReadOnlyStore};
 pub use secret_usage::SecretUsage;
 pub use user_grants::UserGrantRow;
 
