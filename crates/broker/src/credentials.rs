@@ -71,7 +71,7 @@ pub fn load_all(
         for (i, r) in c.client_secrets.iter().enumerate() {
             match r.load() {
                 Ok(s) => secrets.push(s),
-                Err(e) => problems.push(format!("credentials.{name}.client_secrets[{i}]: {e}")),
+                Err(e) => problems.push(format!("credentials.{name}.{}: {e}", c.secret_key(i))),
             }
         }
         let mut cred = Credential::new(c.clone(), secrets);
