@@ -949,7 +949,10 @@ fn validate_client_token(
         Some(c) => {
             p.push(
                 &format!("{at}.credential"),
-                format!("no credential named {c:?} under [credentials]"),
+                format!(
+                    "no credential named {c:?} under [credentials] (known: {})",
+                    crate::service::known_names(declared.iter())
+                ),
             );
             None
         }
