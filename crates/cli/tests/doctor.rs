@@ -363,3 +363,78 @@ async fn network_errors_name_the_url_and_the_cause() {
     }
     emulator.clear_faults();
 }
+
+/// A key pair with a certificate valid from `from_days` to `to_days` from now.
+fn certificate(dir: &Path, name: &str, from_days: i64, to_days: i64) {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::days(from_days);
+    params.not_after = now + time::Duration::days(to_days);
+    let cert = params.self_signed(&key).unwrap();
+    write_private(&dir.join(format!("{name}.key.pem")), &key.serialize_pem());
+    std::fs::write(dir.join(format!("{name}.cert.pem")), cert.pem()).unwrap();
+}
+
+/// Doctor says which certificates are expired or not yet valid, and fails when none of a
+/// service account's certificates is valid now.
+#[test]
+fn doctor_fails_when_no_certificate_of_a_service_account_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "old", -30, -1);
+    certificate(dir.path(), "future", 5, 60);
+    certificate(dir.path(), "current", -1, 365);
+    write_private(&dir.path().join("sa.secret"), "secret");
+    let cfg = dir.path().join("imsgate.toml");
+    let write = |keys: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+[credentials.legacy]
+type = "service_account"
+client_id = "sa"
+client_secret = "file:sa.secret"
+org_id = "ORG@AdobeOrg"
+technical_account_id = "TA@techacct.adobe.com"
+metascopes = ["ent_dataservices_sdk"]
+keys = [{keys}]
+"#
+            ),
+        )
+        .unwrap();
+    };
+    let key = |n: &str| {
+        format!("{{ private_key = \"file:{n}.key.pem\", certificate = \"{n}.cert.pem\" }}")
+    };
+    let doctor = || {
+        std::process::Command::new(BIN)
+            .args(["doctor", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+
+    write(&[key("old"), key("future"), key("current")].join(", "));
+    let out = doctor();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for (file, state) in [
+        ("old.cert.pem", "(expired)"),
+        ("future.cert.pem", "(not yet valid)"),
+        ("current.cert.pem", "(signs now)"),
+    ] {
+        let line = text.lines().find(|l| l.contains(file)).unwrap();
+        assert!(line.ends_with(state), "{line}");
+    }
+
+    write(&[key("old"), key("future")].join(", "));
+    let out = doctor();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("imsgate: credentials.legacy: no certificate is valid now (each is expired or not yet valid)"),
+        "{err}"
+    );
+}
