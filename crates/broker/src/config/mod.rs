@@ -665,6 +665,15 @@ fn secret_problems(
                 p.push(&format!("credentials.{name}.{}", c.secret_key(i)), e);
             }
         }
+        for (i, k) in c
+            .service_account
+            .iter()
+            .flat_map(|sa| sa.keys.iter().enumerate())
+        {
+            if let Err(e) = k.private_key.load() {
+                p.push(&format!("credentials.{name}.keys[{i}].private_key"), e);
+            }
+        }
     }
     if let Some(ct) = client_token
         && let CallerKeyConfig::Hs256 { secret } = &ct.caller_auth.key
