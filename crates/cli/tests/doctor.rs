@@ -438,3 +438,73 @@ keys = [{keys}]
         "{err}"
     );
 }
+
+/// Each secret of a service account is tried on its own at the JWT exchange: the right one
+/// passes, the wrong one fails naming itself, and the preferred secret is not changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_online_tries_each_service_account_secret_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "sa", -1, 365);
+    let cert = std::fs::read_to_string(dir.path().join("sa.cert.pem")).unwrap();
+    let mut client = EmulatorClient::new("sa-client", "sa-secret-value", &["openid"], 3600);
+    client.org_id = "ORG@AdobeOrg".into();
+    client.technical_account = "TA@techacct.adobe.com".into();
+    client.certificates = vec![cert];
+    client.metascopes = vec!["ent_dataservices_sdk".into()];
+    let emulator = Emulator::new(EmulatorConfig {
+        clients: vec![client],
+        ..EmulatorConfig::default()
+    })
+    .start("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    write_private(&dir.path().join("new.secret"), "sa-secret-value");
+    write_private(&dir.path().join("old.secret"), "revoked-secret-value");
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[ims]
+base_url = "{}"
+
+[credentials.sa]
+type = "service_account"
+client_id = "sa-client"
+client_secrets = ["file:new.secret", "file:old.secret"]
+org_id = "ORG@AdobeOrg"
+technical_account_id = "TA@techacct.adobe.com"
+metascopes = ["ent_dataservices_sdk"]
+keys = [{{ private_key = "file:sa.key.pem", certificate = "sa.cert.pem" }}]
+"#,
+            emulator.base_url()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) =
+        imsgate(&["doctor", "--online", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| (l.starts_with("PASS") || l.starts_with("FAIL")) && l.contains(needle))
+            .unwrap_or_else(|| panic!("no check line for {needle:?} in {out}"))
+            .to_owned()
+    };
+    let new = line("new.secret");
+    let old = line("old.secret");
+    assert!(
+        new.starts_with("PASS credential \"sa\" secret [0]") && new.contains("IMS issued a token"),
+        "{new}"
+    );
+    assert!(
+        old.starts_with("FAIL credential \"sa\" secret [1]")
+            && old.contains("IMS refused the client id or client secret (invalid_client"),
+        "{old}"
+    );
+    assert_eq!(emulator.count(Endpoint::JwtExchange), 2);
+    assert_eq!(emulator.count(Endpoint::Token), 0);
+    assert!(
+        err.contains("1 of 4 online checks failed: credential \"sa\" secret [1]"),
+        "{err}"
+    );
+}
