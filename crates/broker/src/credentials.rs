@@ -71,7 +71,7 @@ pub fn load_all(
         for (i, r) in c.client_secrets.iter().enumerate() {
             match r.load() {
                 Ok(s) => secrets.push(s),
-                Err(e) => problems.push(format!("credentials.{name}.client_secrets[{i}]: {e}")),
+                Err(e) => problems.push(format!("credentials.{name}.{}: {e}", c.secret_key(i))),
             }
         }
         let mut cred = Credential::new(c.clone(), secrets);
@@ -109,13 +109,44 @@ impl ImsFetcher {
         cred: &Credential,
         endpoint: &'static str,
         unit: ExpiresInUnit,
+        only: Option<usize>,
         build: impl Fn(&SecretString) -> HttpRequest,
     ) -> Result<AccessToken, ImsError> {
         let now = self.clock.now();
-        self.send_with_secrets(cred, endpoint, build, |resp| {
-            parse_token_response(resp, now, unit)
-        })
-        .await
+        let parse = |resp: &HttpResponse| parse_token_response(resp, now, unit);
+        match only {
+            // A probe of one secret (`doctor --online`): no fallback, nothing recorded.
+            Some(i) => {
+                let secret = cred
+                    .secrets
+                    .get(i)
+                    .ok_or_else(|| ImsError::invalid_response("no such secret"))?;
+                let resp = self.client.send(endpoint, &cred.config.name, build(secret)).await?;
+                parse(&resp)
+            }
+            None => self.send_with_secrets(cred, endpoint, build, parse).await,
+        }
+    }
+
+    /// Asks IMS for a token with exactly the secret at `index`, for `doctor --online`: the
+    /// other secret is not tried, the preferred one is not changed and nothing is stored.
+    pub async fn probe_secret(
+        &self,
+        cred: &Credential,
+        scopes: &imsgate_ims::ScopeSet,
+        index: usize,
+    ) -> Result<AccessToken, ImsError> {
+        match cred.config.kind {
+            CredentialKind::ServiceAccount => self.service_account(cred, Some(index)).await,
+            _ => {
+                let key = TokenKey {
+                    credential: Arc::from(cred.config.name.as_str()),
+                    org_id: None,
+                    scopes: scopes.clone(),
+                };
+                self.client_credentials(cred, &key, Some(index)).await
+            }
+        }
     }
 
     /// Like [`ImsFetcher::with_secrets`] with the caller's own response parser.
@@ -166,8 +197,9 @@ impl ImsFetcher {
         &self,
         cred: &Credential,
         key: &TokenKey,
+        only: Option<usize>,
     ) -> Result<AccessToken, ImsError> {
-        self.with_secrets(cred, "token", ExpiresInUnit::Seconds, |secret| {
+        self.with_secrets(cred, "token", ExpiresInUnit::Seconds, only, |secret| {
             ClientCredentialsRequest {
                 client_id: &cred.config.client_id,
                 client_secret: secret,
@@ -181,7 +213,11 @@ impl ImsFetcher {
 
     /// A Service Account token: a fresh assertion signed with the key whose certificate is valid
     /// now and expires last, exchanged at the JWT endpoint (which answers in milliseconds).
-    async fn service_account(&self, cred: &Credential) -> Result<AccessToken, ImsError> {
+    async fn service_account(
+        &self,
+        cred: &Credential,
+        only: Option<usize>,
+    ) -> Result<AccessToken, ImsError> {
         let (Some(sa), Some(keys)) = (&cred.config.service_account, &cred.signing) else {
             return Err(ImsError::invalid_response("service account without keys"));
         };
@@ -211,6 +247,7 @@ impl ImsFetcher {
             cred,
             "jwt_exchange",
             ExpiresInUnit::Milliseconds,
+            only,
             |secret| {
                 JwtExchangeRequest {
                     client_id: &cred.config.client_id,
@@ -252,7 +289,7 @@ impl Fetcher for ImsFetcher {
                 return Err(ImsError::invalid_response("unknown credential"));
             };
             match cred.config.kind {
-                CredentialKind::ServiceAccount => self.service_account(cred).await,
+                CredentialKind::ServiceAccount => self.service_account(cred, None).await,
                 CredentialKind::ApiKey => {
                     let mut e = ImsError::new(ImsErrorKind::Rejected);
                     e.description = Some("an api_key credential has no token".into());
@@ -267,7 +304,7 @@ impl Fetcher for ImsFetcher {
                     );
                     Err(e)
                 }
-                _ => self.client_credentials(cred, key).await,
+                _ => self.client_credentials(cred, key, None).await,
             }
         })
     }

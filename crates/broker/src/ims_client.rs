@@ -16,6 +16,8 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 pub struct ImsClient {
     http: reqwest::Client,
     metrics: Arc<Metrics>,
+    /// (connect, request) timeouts, named in timeout errors.
+    timeouts: (Duration, Duration),
 }
 
 impl ImsClient {
@@ -28,7 +30,11 @@ impl ImsClient {
             .user_agent(concat!("imsgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { http, metrics })
+        Ok(Self {
+            http,
+            metrics,
+            timeouts: (config.connect_timeout, config.request_timeout),
+        })
     }
 
     /// Sends `req`. A transport failure becomes an `ImsError` of kind `Transport`; any HTTP
@@ -63,6 +69,8 @@ impl ImsClient {
     async fn send_inner(&self, req: HttpRequest) -> Result<HttpResponse, ImsError> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| ImsError::transport("bad method"))?;
+        let url = req.url.clone();
+        let describe = |e: reqwest::Error| describe(&e, &url, self.timeouts);
         let mut builder = self.http.request(method, req.url);
         for (k, v) in req.headers {
             builder = builder.header(k, v);
@@ -89,16 +97,8 @@ impl ImsClient {
     }
 }
 
-/// A transport error without the URL (which is config, not secret, but noisy) or any body.
-fn describe(e: reqwest::Error) -> ImsError {
-    let what = if e.is_timeout() {
-        "request to IMS timed out"
-    } else if e.is_connect() {
-        "could not connect to IMS"
-    } else if e.is_body() || e.is_decode() {
-        "connection to IMS dropped while reading the response"
-    } else {
-        "request to IMS failed"
-    };
-    ImsError::transport(what)
+/// A transport error naming the URL (without its query) and the cause (DNS, refused, TLS,
+/// timeout), never a body.
+fn describe(e: &reqwest::Error, url: &url::Url, timeouts: (Duration, Duration)) -> ImsError {
+    ImsError::transport(crate::net_error::describe("IMS", e, url, timeouts))
 }

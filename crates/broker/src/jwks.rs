@@ -132,6 +132,8 @@ struct Inner {
     /// A set older than this is reloaded ([`MAX_AGE`]; shorter in tests).
     max_age: Duration,
     metrics: Arc<Metrics>,
+    /// The request timeout, named when a fetch times out.
+    timeout: Duration,
     /// Whose keys these are, for the fetch metric: [`JwksSource`].
     source: &'static str,
 }
@@ -203,6 +205,7 @@ impl JwksCache {
                     JwksSource::Ims => "ims",
                     JwksSource::Caller => "caller",
                 },
+                timeout,
             }),
         })
     }
@@ -331,18 +334,28 @@ impl JwksCache {
 
     async fn fetch(&self) -> Result<HashMap<String, JwksKey>, LoadError> {
         let fetch = |e: String| LoadError::Fetch(e);
+        // Names the URL and the cause (DNS, refused, TLS, timeout).
+        let net = |e: reqwest::Error| {
+            let t = self.inner.timeout;
+            fetch(crate::net_error::describe(
+                "the JWKS",
+                &e,
+                &self.inner.url,
+                (t, t),
+            ))
+        };
         let mut resp = self
             .inner
             .http
             .get(self.inner.url.clone())
             .send()
             .await
-            .map_err(|e| fetch(e.to_string()))?;
+            .map_err(net)?;
         if !resp.status().is_success() {
             return Err(fetch(format!("HTTP {}", resp.status().as_u16())));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| fetch(e.to_string()))? {
+        while let Some(chunk) = resp.chunk().await.map_err(net)? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
                 return Err(fetch("JWKS too large".into()));
             }
@@ -382,6 +395,27 @@ fn usable(k: &jwk::Jwk) -> Option<JwksKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed fetch names the URL and the cause, for the warning it is logged with.
+    #[tokio::test]
+    async fn a_failed_fetch_names_the_url_and_the_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url: Url = format!("http://127.0.0.1:{port}/ims/keys").parse().unwrap();
+        let cache = JwksCache::new(url, Duration::from_secs(2), Arc::new(Metrics::new()), JwksSource::Ims).unwrap();
+        let Err(e) = cache.fetch().await else {
+            panic!("nothing listens there")
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot reach the JWKS at http://127.0.0.1:{port}/ims/keys: connection refused (nothing is listening on that port)"
+            )
+        );
+    }
 
     /// A key server that hangs once the set is stale: known keys are still served at once while
     /// one reload waits in the background, and the reload installs the set when it answers.

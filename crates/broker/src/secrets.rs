@@ -1,4 +1,4 @@
-//! Secret references (`file:PATH`) and loading them safely. Secrets are never inline in config and
+//! Secret references (`file:PATH`, `keystore:NAME`, `systemd:NAME`) and loading them safely. Secrets are never inline in config and
 //! never read from environment variables.
 
 use std::path::{Path, PathBuf};
@@ -17,14 +17,21 @@ pub enum SecretRef {
         String,
         Option<std::sync::Arc<crate::keystore::KeystoreLocation>>,
     ),
+    /// A file in `$CREDENTIALS_DIRECTORY`, which systemd's `LoadCredential=` provides (only the
+    /// directory's path comes from the environment, never the secret).
+    Systemd(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
     #[error(
-        "secret reference {0:?} is not supported: use `file:/path/to/secret` (secrets are never inline or in environment variables)"
+        "secret reference {0:?} is not supported: use `file:/path/to/secret`, `keystore:NAME` (see `imsgate secrets`) or `systemd:NAME` (systemd's LoadCredential=); secrets are never inline or in environment variables"
     )]
     BadReference(String),
+    #[error(
+        "systemd:{0} needs $CREDENTIALS_DIRECTORY, which systemd sets for a unit with LoadCredential={0}:/path/to/secret"
+    )]
+    NoCredentialsDirectory(String),
     #[error("secret file {path} cannot be read: {reason}")]
     Unreadable { path: String, reason: String },
     #[error(
@@ -45,6 +52,7 @@ impl std::fmt::Display for SecretRef {
         match self {
             Self::File(p) => write!(f, "file:{}", p.display()),
             Self::Keystore(name, _) => write!(f, "keystore:{name}"),
+            Self::Systemd(name) => write!(f, "systemd:{name}"),
         }
     }
 }
@@ -62,6 +70,16 @@ impl SecretRef {
         {
             return Ok(Self::Keystore(name.to_owned(), None));
         }
+        if let Some(name) = s.strip_prefix("systemd:")
+            && !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && name != "."
+            && name != ".."
+        {
+            return Ok(Self::Systemd(name.to_owned()));
+        }
         // Do not echo the value: a user may have pasted the secret itself here.
         Err(SecretError::BadReference(redact_reference(s)))
     }
@@ -78,6 +96,10 @@ impl SecretRef {
         match self {
             Self::File(path) => load_file(path),
             Self::Keystore(name, None) => Err(SecretError::KeystoreUnavailable(name.clone())),
+            Self::Systemd(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) => load_file(&PathBuf::from(dir).join(name)),
+                None => Err(SecretError::NoCredentialsDirectory(name.clone())),
+            },
             Self::Keystore(name, Some(location)) => crate::keystore::Keystore::open(location)
                 .and_then(|ks| ks.get(name))
                 .map_err(|e| SecretError::Keystore(e.to_string())),
@@ -158,8 +180,15 @@ mod tests {
                 "keystore:main",
                 Ok(SecretRef::Keystore("main".into(), None)),
             ),
+            (
+                "systemd:client-secret",
+                Ok(SecretRef::Systemd("client-secret".into())),
+            ),
             ("file:", Err(())),
             ("keystore:", Err(())),
+            ("systemd:", Err(())),
+            ("systemd:../etc/passwd", Err(())),
+            ("systemd:..", Err(())),
             ("env:CLIENT_SECRET", Err(())),
             ("p8e-plaintext-secret", Err(())),
         ];
@@ -171,6 +200,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!msg.contains("p8e-plaintext"), "{msg}");
+        for scheme in ["file:", "keystore:", "systemd:"] {
+            assert!(msg.contains(scheme), "{msg}");
+        }
     }
 
     #[test]

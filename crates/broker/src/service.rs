@@ -112,17 +112,7 @@ impl Broker {
             None => None,
         };
         let internal_key = match &config.internal_api {
-            Some(api) => match api.api_key.load() {
-                Ok(k) if k.expose().len() >= 32 => Some(k),
-                Ok(_) => {
-                    problems.push("internal_api.api_key: the key must be at least 32 characters (generate one with `openssl rand -base64 32`)".into());
-                    None
-                }
-                Err(e) => {
-                    problems.push(format!("internal_api.api_key: {e}"));
-                    None
-                }
-            },
+            Some(api) => load_internal_key(api).map_err(|e| problems.push(e)).ok(),
             None => None,
         };
         let tls = match &config.server.tls {
@@ -320,11 +310,12 @@ impl Broker {
         &self,
         credential: &str,
     ) -> Result<Arc<crate::cache::CachedToken>, TokenError> {
-        let cred = self
-            .config
-            .credentials
-            .get(credential)
-            .ok_or_else(|| TokenError::UnknownCredential(credential.to_owned()))?;
+        let cred = self.config.credentials.get(credential).ok_or_else(|| {
+            TokenError::UnknownCredential {
+                name: credential.to_owned(),
+                known: known_names(self.config.credentials.keys()),
+            }
+        })?;
         match cred.kind {
             crate::config::CredentialKind::ApiKey => {
                 return Err(TokenError::NoToken(credential.to_owned()));
@@ -426,8 +417,8 @@ impl Broker {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("no credential named {0:?} in the config")]
-    UnknownCredential(String),
+    #[error("no credential named {name:?} (known: {known})")]
+    UnknownCredential { name: String, known: String },
     #[error(
         "credential {0:?} is an api_key credential: it has no token; send its client id as the x-api-key header"
     )]
@@ -438,6 +429,27 @@ pub enum TokenError {
     UserOnly(String),
     #[error("{}", .0.cause)]
     Unavailable(Unavailable),
+}
+
+/// Names for a "known: a, b" list; "none" when there are none.
+pub fn known_names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The internal API key, refused when too short to resist guessing.
+pub(crate) fn load_internal_key(
+    api: &crate::config::InternalApiConfig,
+) -> Result<imsgate_ims::SecretString, String> {
+    match api.api_key.load() {
+        Ok(k) if k.expose().len() >= 32 => Ok(k),
+        Ok(_) => Err("internal_api.api_key: the key must be at least 32 characters (generate one with `openssl rand -base64 32`)".into()),
+        Err(e) => Err(format!("internal_api.api_key: {e}")),
+    }
 }
 
 /// Hourly: deletes user grants that can no longer yield a token. (Expired tickets and sessions

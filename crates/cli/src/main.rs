@@ -5,6 +5,7 @@
 mod demo;
 mod demo_app;
 mod demo_tls;
+mod doctor;
 mod keys;
 mod logging;
 mod reload;
@@ -116,11 +117,17 @@ enum Command {
         #[command(subcommand)]
         action: UserTokensCommand,
     },
-    /// Check a configuration file and its secrets without starting anything.
+    /// Check a configuration file, its secrets, keys and certificates, offline and without
+    /// side effects (no IMS request, no database write, no file created).
     Doctor {
         /// Path to the TOML configuration.
         #[arg(long, short, default_value = "imsgate.toml")]
         config: PathBuf,
+        /// Also check for real: each client secret mints a token that IMS validates, IMS's keys
+        /// and discovery document load, the database accepts a write (rolled back), the
+        /// caller-auth JWKS loads. One PASS/FAIL line per check; exits 1 if any fails.
+        #[arg(long)]
+        online: bool,
     },
 }
 
@@ -234,7 +241,7 @@ fn main() -> ExitCode {
                 allow_remote_admin,
             } => run::emulator(listen, config.as_deref(), allow_remote_admin).await,
             Command::Token { config, credential } => run::token(&config, &credential).await,
-            Command::Doctor { config } => run::doctor(&config).await,
+            Command::Doctor { config, online } => doctor::run(&config, online).await,
             Command::Keys {
                 action:
                     KeysCommand::Generate {

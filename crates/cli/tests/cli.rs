@@ -228,17 +228,26 @@ scope = "openid"
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     let lines: Vec<&str> = err.trim().lines().collect();
-    assert_eq!(lines.len(), 3, "{err}");
+    assert_eq!(lines.len(), 4, "{err}");
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("unknown key `server.listn`")),
+            .any(|l| l.contains("unknown key `server.listn` (line 3); did you mean `listen`?")),
         "{err}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("unknown key `credentials.s2s.scope`")),
+            .any(|l| l
+                .contains("unknown key `credentials.s2s.scope` (line 9); did you mean `scopes`?")),
+        "{err}"
+    );
+    // The secret file is missing too: said in the same run, under the key as written.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("credentials.s2s.client_secret: secret file")
+                && l.contains("s.secret cannot be read")),
         "{err}"
     );
     // The typo also leaves the credential without scopes, and that is reported in the same run.
@@ -804,7 +813,7 @@ async fn keystore_round_trip_master_rotation_and_a_wrong_master_key() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("credentials.s2s.client_secrets[0]") && err.contains("not among master_keys"),
+        err.contains("credentials.s2s.client_secret: ") && err.contains("not among master_keys"),
         "{err}"
     );
     assert_eq!(

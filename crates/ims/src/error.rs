@@ -49,7 +49,7 @@ impl ImsErrorKind {
 /// An error from IMS or from talking to it. Never carries a secret: descriptions come from IMS's
 /// error body, which does not echo credentials, and are length-capped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind:?}: {}{}", self.summary(), self.debug_suffix())]
+#[error("{}{}", self.plain(), self.debug_suffix())]
 pub struct ImsError {
     pub kind: ImsErrorKind,
     /// HTTP status, when there was a response.
@@ -103,6 +103,21 @@ impl ImsError {
             description: Some(clip(description.as_ref())),
             ..Self::new(ImsErrorKind::InvalidResponse)
         }
+    }
+
+    /// The error in plain words for operators: what happened, then IMS's own code and text.
+    /// A transport error's description already says what failed and where.
+    fn plain(&self) -> String {
+        let what = match self.kind {
+            ImsErrorKind::InvalidClient => "IMS refused the client id or client secret",
+            ImsErrorKind::InvalidScope => "IMS refused the requested scopes",
+            ImsErrorKind::Rejected => "IMS refused the request",
+            ImsErrorKind::RateLimited => "IMS is rate-limiting this client",
+            ImsErrorKind::Unavailable => "IMS is unavailable",
+            ImsErrorKind::InvalidResponse => "IMS sent an unusable response",
+            ImsErrorKind::Transport => return self.summary(),
+        };
+        format!("{what} ({})", self.summary())
     }
 
     fn summary(&self) -> String {
@@ -272,6 +287,39 @@ mod tests {
             "{shown}"
         );
         assert!(e.kind.is_retryable());
+    }
+
+    /// Operators read these in logs and CLI output: plain words and IMS's code, never a Rust
+    /// enum name.
+    #[test]
+    fn display_is_plain_words_table() {
+        let now = SystemTime::UNIX_EPOCH;
+        let cases: &[(u16, &str, &str)] = &[
+            (
+                401,
+                r#"{"error":"invalid_client","error_description":"invalid client_secret parameter"}"#,
+                "IMS refused the client id or client secret (invalid_client: invalid client_secret parameter)",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_scope"}"#,
+                "IMS refused the requested scopes (invalid_scope)",
+            ),
+            (400, "", "IMS refused the request (HTTP 400)"),
+            (429, "", "IMS is rate-limiting this client (HTTP 429)"),
+            (503, "", "IMS is unavailable (HTTP 503)"),
+            (200, "{}", "IMS sent an unusable response (HTTP 200)"),
+        ];
+        for (status, body, want) in cases {
+            let e = ImsError::from_response(&resp(*status, &[], body), now);
+            assert_eq!(e.to_string(), *want);
+        }
+        let t =
+            ImsError::transport("cannot reach IMS at https://x/ims/token/v3: connection refused");
+        assert_eq!(
+            t.to_string(),
+            "cannot reach IMS at https://x/ims/token/v3: connection refused"
+        );
     }
 
     #[test]

@@ -146,7 +146,10 @@ pub(super) fn validate_consent(
         Some(c) if !declared.contains(&c) => {
             p.push(
                 &format!("{at}.credential"),
-                format!("no credential named {c:?} under [credentials]"),
+                format!(
+                    "no credential named {c:?} under [credentials] (known: {})",
+                    crate::service::known_names(declared.iter())
+                ),
             );
             None
         }

@@ -15,6 +15,7 @@ mod consent;
 mod keystore;
 mod listen;
 mod service_account;
+mod unknown;
 mod user_login;
 
 pub use consent::{
@@ -78,6 +79,9 @@ pub struct CredentialConfig {
     pub client_id: String,
     /// One secret, or two while rotating (the first is tried first).
     pub client_secrets: Vec<SecretRef>,
+    /// Written as `client_secret = "…"` rather than a `client_secrets` list; messages name the
+    /// key as written.
+    pub single_secret: bool,
     pub scopes: ScopeSet,
     /// Redirect settings; present exactly for `enterprise_web_app` credentials.
     pub web_app: Option<WebAppConfig>,
@@ -95,6 +99,13 @@ pub enum CredentialKind {
     ApiKey,
     /// User OAuth (authorization code with PKCE): tokens act for a signed-in Adobe user.
     OAuthWebApp,
+}
+
+impl CredentialConfig {
+    /// The key secret `i` was written under, for messages.
+    pub fn secret_key(&self, i: usize) -> String {
+        secret_key(self.single_secret, i)
+    }
 }
 
 impl CredentialKind {
@@ -331,7 +342,7 @@ impl Config {
             ))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::parse(&text, &base).map_err(|mut e| {
+        Self::parse_checked(&text, &base, true).map_err(|mut e| {
             for p in &mut e.problems {
                 *p = format!("{}: {p}", path.display());
             }
@@ -342,21 +353,36 @@ impl Config {
     /// Parses TOML text. Unknown keys anywhere are collected and reported together with every
     /// validation problem.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        Self::parse_checked(text, base_dir, false)
+    }
+
+    /// Like [`Config::parse`]; with `check_secrets`, a config with problems also has its secret
+    /// references loaded, so an unreadable secret is reported in the same run as a typo.
+    fn parse_checked(
+        text: &str,
+        base_dir: &Path,
+        check_secrets: bool,
+    ) -> Result<Self, ConfigError> {
         let mut unknown = Vec::new();
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::one(toml_message(&e)))?;
+        if toml::de::DeTable::parse(text).is_ok_and(|t| t.get_ref().is_empty()) {
+            return Err(ConfigError::one(
+                "the configuration file is empty; see docs/configuration.md for a minimal example"
+                    .to_owned(),
+            ));
+        }
         // serde_ignored sees unknown keys before `deny_unknown_fields` would stop at the first.
         let raw: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
-            let path = path.to_string();
-            let at = line_of(text, &path)
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default();
-            unknown.push(format!(
-                "unknown key `{path}`{at}; see docs/configuration.md for the keys"
-            ));
+            unknown.push(unknown::message(text, &path));
         });
         let raw = raw.map_err(|e| ConfigError::one(toml_message(&e)))?;
         // Unknown keys come first (a typo there is often the cause of what validation reports).
-        match validate(raw, base_dir) {
+        let check = match (check_secrets, unknown.is_empty()) {
+            (false, _) => SecretCheck::Never,
+            (true, true) => SecretCheck::IfProblems,
+            (true, false) => SecretCheck::Always,
+        };
+        match validate(raw, base_dir, check) {
             Ok(_) if !unknown.is_empty() => Err(ConfigError { problems: unknown }),
             Ok(config) => Ok(config),
             Err(mut e) => {
@@ -365,25 +391,6 @@ impl Config {
             }
         }
     }
-}
-
-/// The 1-based line where the key at a dotted `path` is written, found by walking a spanned parse
-/// of the document. `None` when the path cannot be followed (for example a key containing a dot).
-fn line_of(text: &str, path: &str) -> Option<usize> {
-    let doc = toml::de::DeTable::parse(text).ok()?;
-    let mut table = doc.get_ref();
-    let mut segments = path.split('.').peekable();
-    while let Some(seg) = segments.next() {
-        let (key, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == seg)?;
-        if segments.peek().is_none() {
-            return Some(text[..key.span().start].matches('\n').count() + 1);
-        }
-        table = match value.get_ref() {
-            toml::de::DeValue::Table(t) => t,
-            _ => return None,
-        };
-    }
-    None
 }
 
 fn toml_message(e: &toml::de::Error) -> String {
@@ -520,7 +527,16 @@ fn validate_server(p: &mut Problems, raw: &RawServer, base: &Path) -> ServerConf
     }
 }
 
-fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+/// Whether `validate` loads secret references (it never does for a config with no problems:
+/// `serve` and `doctor` load them then).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SecretCheck {
+    Never,
+    IfProblems,
+    Always,
+}
+
+fn validate(raw: RawConfig, base: &Path, check: SecretCheck) -> Result<Config, ConfigError> {
     let mut p = Problems(Vec::new());
 
     let mut server = validate_server(&mut p, &raw.server, base);
@@ -588,8 +604,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     {
         let mut refs: Vec<(String, &mut SecretRef)> = Vec::new();
         for (name, c) in credentials.iter_mut() {
+            let single = c.single_secret;
             for (i, r) in c.client_secrets.iter_mut().enumerate() {
-                refs.push((format!("credentials.{name}.client_secrets[{i}]"), r));
+                refs.push((format!("credentials.{name}.{}", secret_key(single, i)), r));
             }
             if let Some(sa) = c.service_account.as_mut() {
                 for (i, k) in sa.keys.iter_mut().enumerate() {
@@ -613,6 +630,16 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
         keystore::attach(&mut p, keystore_location.as_ref(), refs.into_iter());
     }
+    // `serve` loads secrets only from a valid config; when this one already has problems, load
+    // them now so an unreadable or too-open secret is reported in the same run, not the next.
+    if check == SecretCheck::Always || check == SecretCheck::IfProblems && !p.0.is_empty() {
+        secret_problems(
+            &mut p,
+            &credentials,
+            client_token.as_ref(),
+            internal_api.as_ref(),
+        );
+    }
 
     let refresh = validate_refresh(&mut p, &raw.refresh, ims.as_ref());
 
@@ -631,6 +658,50 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         keystore: keystore_location,
         user_login,
     })
+}
+
+/// The key a secret was written under: `client_secret` for one, `client_secrets[i]` for a list.
+fn secret_key(single: bool, i: usize) -> String {
+    if single {
+        "client_secret".to_owned()
+    } else {
+        format!("client_secrets[{i}]")
+    }
+}
+
+fn secret_problems(
+    p: &mut Problems,
+    credentials: &BTreeMap<String, CredentialConfig>,
+    client_token: Option<&ClientTokenConfig>,
+    internal_api: Option<&InternalApiConfig>,
+) {
+    for (name, c) in credentials {
+        for (i, r) in c.client_secrets.iter().enumerate() {
+            if let Err(e) = r.load() {
+                p.push(&format!("credentials.{name}.{}", c.secret_key(i)), e);
+            }
+        }
+        for (i, k) in c
+            .service_account
+            .iter()
+            .flat_map(|sa| sa.keys.iter().enumerate())
+        {
+            if let Err(e) = k.private_key.load() {
+                p.push(&format!("credentials.{name}.keys[{i}].private_key"), e);
+            }
+        }
+    }
+    if let Some(ct) = client_token
+        && let CallerKeyConfig::Hs256 { secret } = &ct.caller_auth.key
+        && let Err(e) = secret.load()
+    {
+        p.push("client_token.caller_auth.hs256_secret", e);
+    }
+    if let Some(api) = internal_api
+        && let Err(e) = api.api_key.load()
+    {
+        p.push("internal_api.api_key", e);
+    }
 }
 
 fn validate_refresh(p: &mut Problems, raw: &RawRefresh, ims: Option<&ImsConfig>) -> RefreshConfig {
@@ -792,6 +863,7 @@ fn validate_credential(
         p.push(at, "client_id is required");
     }
     let api_key = kind == Some(CredentialKind::ApiKey);
+    let single = c.client_secret.is_some() && c.client_secrets.is_none();
     let refs: Vec<String> = match (c.client_secret, c.client_secrets) {
         (Some(_), _) | (_, Some(_)) if api_key => {
             p.push(
@@ -828,11 +900,26 @@ fn validate_credential(
             "at most two secrets (IMS allows two during rotation)",
         );
     }
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in refs.iter().enumerate() {
+        if !seen.insert(r.as_str()) {
+            p.push(
+                &format!("{at}.client_secrets[{i}]"),
+                "lists the same secret reference twice; during rotation list the old and the new secret",
+            );
+        }
+    }
     let secrets: Vec<SecretRef> = refs
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| parse_secret(p, &format!("{at}.client_secrets[{i}]"), r, base))
+        .filter_map(|(i, r)| parse_secret(p, &format!("{at}.{}", secret_key(single, i)), r, base))
         .collect();
+    if api_key && c.scopes.is_some() {
+        p.push(
+            &format!("{at}.scopes"),
+            "an api_key credential has no token, so scopes do not apply: remove scopes (use oauth_server_to_server for a credential with a token)",
+        );
+    }
     let scopes = match c.scopes {
         Some(Scopes::List(v)) => ScopeSet::new(v),
         Some(Scopes::Joined(s)) => ScopeSet::parse(&s),
@@ -868,6 +955,7 @@ fn validate_credential(
         kind: kind?,
         client_id: client_id?,
         client_secrets: secrets,
+        single_secret: single,
         scopes,
         web_app,
         service_account,
@@ -886,7 +974,10 @@ fn validate_client_token(
         Some(c) => {
             p.push(
                 &format!("{at}.credential"),
-                format!("no credential named {c:?} under [credentials]"),
+                format!(
+                    "no credential named {c:?} under [credentials] (known: {})",
+                    crate::service::known_names(declared.iter())
+                ),
             );
             None
         }

@@ -64,7 +64,12 @@ fn problems_table() {
         (
             "client_secret = \"file:secret.txt\"",
             "client_secret = \"hunter2\"",
-            &["credentials.firefly.client_secrets[0]", "file:"],
+            &[
+                "credentials.firefly.client_secret: ",
+                "file:",
+                "keystore:",
+                "systemd:",
+            ],
         ),
         (
             "client_secret = \"file:secret.txt\"",
@@ -138,6 +143,152 @@ fn problems_table() {
             assert!(err.contains(w), "{to}: error {err:?} lacks {w:?}");
         }
     }
+}
+
+/// Bad configs and the exact problems reported, in order: unknown keys with their full path,
+/// line and a suggestion; keys named as written; all problems of one file in one run.
+#[test]
+fn exact_messages_table() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        // Inside an optional table: the full path, no `?` markers, the line, a suggestion.
+        (
+            "audience = \"imsgate\"",
+            "audiance = \"imsgate\"",
+            &[
+                "unknown key `client_token.caller_auth.audiance` (line 21); did you mean `audience`?",
+                "client_token.caller_auth: audience is required (the `aud` your backend puts in caller tokens)",
+            ],
+        ),
+        (
+            "[server]\nlisten",
+            "[server]\nlistn",
+            &["unknown key `server.listn` (line 3); did you mean `listen`?"],
+        ),
+        (
+            "scopes = \"openid,AdobeID,firefly_api\"",
+            "scopes = \"openid,AdobeID,firefly_api\"\nclient_secrets_file = \"x\"",
+            &[
+                "unknown key `credentials.firefly.client_secrets_file` (line 13); see docs/configuration.md for the keys",
+            ],
+        ),
+        // Top level, and a key far from any valid one: no suggestion.
+        (
+            "[server]",
+            "colour = \"blue\"\n[server]",
+            &["unknown key `colour` (line 2); see docs/configuration.md for the keys"],
+        ),
+        (
+            "[server]",
+            "[refresh]\ncaler_wait_ms = 5\n[server]",
+            &["unknown key `refresh.caler_wait_ms` (line 3); did you mean `caller_wait_ms`?"],
+        ),
+        (
+            "[client_token.caller_auth]",
+            "[client_token.rate_limit]\nper_user_per_minit = 5\n[client_token.caller_auth]",
+            &[
+                "unknown key `client_token.rate_limit.per_user_per_minit` (line 20); did you mean `per_user_per_minute`?",
+            ],
+        ),
+        // A secret written inline: named as written, every reference scheme offered, and the
+        // typo elsewhere still reported.
+        (
+            "client_secret = \"file:secret.txt\"",
+            "client_secret = \"hunter2\"\nscope = \"x\"",
+            &[
+                "unknown key `credentials.firefly.scope` (line 12); did you mean `scopes`?",
+                "credentials.firefly.client_secret: secret reference \"<value hidden>\" is not supported: use `file:/path/to/secret`, `keystore:NAME` (see `imsgate secrets`) or `systemd:NAME` (systemd's LoadCredential=); secrets are never inline or in environment variables",
+            ],
+        ),
+        (
+            "client_secret = \"file:secret.txt\"",
+            "client_secrets = [\"file:a\", \"file:a\"]",
+            &[
+                "credentials.firefly.client_secrets[1]: lists the same secret reference twice; during rotation list the old and the new secret",
+            ],
+        ),
+        ("", "\n# only a comment\n", &[]),
+    ];
+    for (from, to, want) in cases {
+        let text = if from.is_empty() {
+            (*to).to_owned()
+        } else {
+            assert!(GOOD.contains(from), "case source missing: {from}");
+            GOOD.replacen(from, to, 1)
+        };
+        let got = Config::parse(&text, Path::new("/cfg"))
+            .expect_err(to)
+            .problems;
+        if want.is_empty() {
+            assert_eq!(
+                got,
+                [
+                    "the configuration file is empty; see docs/configuration.md for a minimal example"
+                ]
+            );
+        } else {
+            assert_eq!(got, *want, "{to}");
+        }
+    }
+}
+
+/// Keys in arrays of tables are found with their index, and a service-account key's typo is
+/// suggested from the key table's own fields.
+#[test]
+fn unknown_keys_in_arrays_of_tables() {
+    let text = r#"
+[credentials.sa]
+type = "service_account"
+client_id = "cid"
+client_secret = "file:s"
+org_id = "O@AdobeOrg"
+technical_account_id = "T@techacct.adobe.com"
+metascopes = ["ent_dataservices_sdk"]
+
+[[credentials.sa.keys]]
+private_key = "file:k0"
+certificate = "c0.pem"
+
+[[credentials.sa.keys]]
+private_key = "file:k1"
+certficate = "c1.pem"
+"#;
+    let got = Config::parse(text, Path::new("/cfg")).unwrap_err().problems;
+    assert_eq!(
+        got[0],
+        "unknown key `credentials.sa.keys[1].certficate` (line 16); did you mean `certificate`?"
+    );
+}
+
+/// Loading from a file also loads the secrets when the config has other problems, so a missing
+/// secret file is not hidden behind an inline secret.
+#[test]
+fn secrets_are_checked_when_the_config_has_other_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imsgate.toml");
+    let text =
+        GOOD.replace(
+            "hs256_secret = \"file:/etc/imsgate/caller.key\"",
+            "hs256_secret = \"file:caller.key\"",
+        )
+        .replace(
+            "client_secret = \"file:secret.txt\"",
+            "client_secret = \"hunter2\"",
+        ) + "\n[internal_api]\napi_key = \"file:missing.key\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let got = Config::load(&cfg).unwrap_err().problems;
+    let shown = cfg.display().to_string();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(got[0].starts_with(&format!("{shown}: credentials.firefly.client_secret: ")));
+    assert!(
+        got[1].starts_with(&format!(
+            "{shown}: client_token.caller_auth.hs256_secret: secret file "
+        )),
+        "{got:#?}"
+    );
+    assert!(
+        got[2].starts_with(&format!("{shown}: internal_api.api_key: secret file ")),
+        "{got:#?}"
+    );
 }
 
 #[test]

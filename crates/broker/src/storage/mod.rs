@@ -15,6 +15,7 @@ mod grant_writer;
 mod links;
 mod migrations;
 mod pages;
+mod read_only;
 mod secret_usage;
 mod user_grants;
 
@@ -30,6 +31,7 @@ pub use consent::{
 };
 pub use links::{Link, LinkStatus};
 pub use pages::{MAX_PAGE, Page};
+pub use read_only::{GrantKeys, ReadOnlyStore};
 pub use secret_usage::SecretUsage;
 pub use user_grants::UserGrantRow;
 
