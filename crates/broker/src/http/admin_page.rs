@@ -11,8 +11,18 @@ use axum::response::{IntoResponse, Response};
 use super::consent::flow_error;
 use super::error::ApiError;
 use super::internal_auth::require_basic;
+use super::openapi::schemas::ErrorBody;
 use crate::service::ConsentState;
 
+#[utoipa::path(get, operation_id = "admin_page", path = "/admin", tag = "consent",
+    security(("internal_key_basic" = [])),
+    responses(
+        (status = 200, description = "The page of linked orgs", content_type = "text/html", body = String),
+        (status = 401, description = "`unauthorized`: sign in with the internal API key as the password",
+         body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Basic realm=\"imsgate admin\"`"))),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+    ))]
 pub async fn page(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,

@@ -9,6 +9,7 @@ pub mod edge;
 pub mod error;
 pub mod internal_auth;
 pub mod metrics_layer;
+pub mod openapi;
 pub mod ops;
 pub mod request;
 pub mod server;
@@ -20,18 +21,39 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::service::AppState;
 use error::ApiError;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    let max_body_bytes = state.max_body_bytes;
+    let edge = edge::EdgeLayer {
+        max_body_bytes: max_body_bytes as u64,
+        body_timeout: state.body_timeout,
+    };
+    let metrics = metrics_layer::MetricsLayer(state.metrics.clone());
+    let (router, _) = documented(state);
+    router
+        // Only replaces fallbacks not set explicitly (`/api/client-token` sets its own inside CORS).
         .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(edge)
+        .layer(metrics)
+}
+
+/// Every route this configuration serves and its OpenAPI document, from the same declarations:
+/// each handler's `#[utoipa::path]` gives both its axum route and its operation (see `openapi`).
+/// Register routes here only with `.routes(routes!(...))`.
+pub fn documented(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
+    let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
         .with_state(state.clone());
     if let Some(ct) = &state.client_token {
         let origins: Arc<[HeaderValue]> = ct
@@ -52,59 +74,48 @@ pub fn router(state: Arc<AppState>) -> Router {
             // No `Vary`: the token response is `no-store` and preflights are not stored by shared
             // caches, so it protects nothing, and its list would be cloned on every request.
             .vary([]);
-        router = router.merge(
-            Router::new()
-                // The fallback is set on the route itself, inside the CORS layer, so preflight
-                // requests reach CORS instead of a router-wide 405.
-                .route(
-                    "/api/client-token",
-                    get(client_token::client_token).fallback(method_not_allowed),
-                )
+        // The fallback is set on the route itself, inside the CORS layer, so preflight requests
+        // reach CORS instead of a router-wide 405.
+        let (schemas, paths, method_router) = routes!(client_token::client_token);
+        api = api.merge(
+            OpenApiRouter::new()
+                .routes((schemas, paths, method_router.fallback(method_not_allowed)))
                 .layer(cors)
                 .with_state(ct.clone()),
         );
     }
     if let Some(cs) = &state.consent {
-        router = router.merge(
-            Router::new()
-                .route(
-                    "/api/connections",
-                    post(consent::start).get(connections::list),
-                )
-                .route(
-                    "/api/connections/{account_id}",
-                    get(connections::get).delete(connections::delete),
-                )
-                .route("/api/orgs/{org_id}/token", post(connections::org_token))
-                .route("/connect/{ticket}", get(consent::open))
-                .route(crate::config::CALLBACK_PATH, get(consent::callback))
-                .route("/admin", get(admin_page::page))
-                .method_not_allowed_fallback(method_not_allowed)
+        api = api.merge(
+            OpenApiRouter::new()
+                .routes(routes!(consent::start, connections::list))
+                .routes(routes!(connections::get, connections::delete))
+                .routes(routes!(connections::org_token))
+                .routes(routes!(consent::open))
+                .routes(routes!(consent::callback))
+                .routes(routes!(admin_page::page))
                 .with_state(cs.clone()),
         );
     }
     if let Some(ul) = &state.user_login {
-        router = router.merge(
-            Router::new()
-                .route("/api/user-logins", post(user_login::start))
-                .route(
-                    "/api/users/{user}/token",
-                    post(user_login::token).delete(user_login::revoke),
-                )
-                .route("/login/{ticket}", get(user_login::open))
-                .route(crate::config::USER_CALLBACK_PATH, get(user_login::callback))
-                .method_not_allowed_fallback(method_not_allowed)
+        api = api.merge(
+            OpenApiRouter::new()
+                .routes(routes!(user_login::start))
+                .routes(routes!(user_login::token, user_login::revoke))
+                .routes(routes!(user_login::open))
+                .routes(routes!(user_login::callback))
                 .with_state(ul.clone()),
         );
     }
-    router
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
-        .layer(edge::EdgeLayer {
-            max_body_bytes: state.max_body_bytes as u64,
-            body_timeout: state.body_timeout,
-        })
-        .layer(metrics_layer::MetricsLayer(state.metrics.clone()))
+    let served = openapi::Served::default();
+    let (router, doc) = api
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(openapi::document))
+                .with_state(served.clone()),
+        )
+        .split_for_parts();
+    served.set(&doc);
+    (router, doc)
 }
 
 async fn not_found() -> ApiError {
