@@ -211,3 +211,294 @@ async fn every_route_is_documented_and_every_operation_is_served() {
         }
     }
 }
+
+/// One request and the status it must get; its answer is then checked against the document.
+struct Case {
+    method: &'static str,
+    /// The operation's path template in the document.
+    template: &'static str,
+    /// The path actually requested.
+    path: String,
+    auth: Auth,
+    body: Option<(&'static str, String)>,
+    status: u16,
+}
+
+#[derive(Clone, Copy)]
+enum Auth {
+    None,
+    Bearer(&'static str),
+    Basic(&'static str),
+}
+
+fn case(method: &'static str, template: &'static str, path: impl Into<String>) -> Case {
+    Case {
+        method,
+        template,
+        path: path.into(),
+        auth: Auth::None,
+        body: None,
+        status: 200,
+    }
+}
+
+impl Case {
+    fn auth(mut self, a: Auth) -> Self {
+        self.auth = a;
+        self
+    }
+    fn json(mut self, body: Value) -> Self {
+        self.body = Some(("application/json", body.to_string()));
+        self
+    }
+    fn raw(mut self, content_type: &'static str, body: &str) -> Self {
+        self.body = Some((content_type, body.to_owned()));
+        self
+    }
+    fn status(mut self, s: u16) -> Self {
+        self.status = s;
+        self
+    }
+}
+
+/// Sends each case to `base` and checks the answer against the document that broker serves:
+/// the status is documented for the operation, the content type is one documented for it, the
+/// documented headers are present, and a JSON body validates against the documented schema.
+async fn check_cases(base: &str, cases: Vec<Case>) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let doc: Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for c in cases {
+        let label = format!("{} {} ({})", c.method, c.path, c.template);
+        let mut req = http.request(c.method.parse().unwrap(), format!("{base}{}", c.path));
+        req = match c.auth {
+            Auth::None => req,
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::Basic(p) => req.basic_auth("admin", Some(p)),
+        };
+        if let Some((ct, body)) = &c.body {
+            req = req.header("content-type", *ct).body(body.clone());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(
+            status,
+            c.status,
+            "{label}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let op = &doc["paths"][c.template][c.method.to_lowercase()];
+        assert!(op.is_object(), "{label}: no such operation in the document");
+        let documented = &op["responses"][status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{label}: status {status} is not documented"
+        );
+        for name in documented["headers"]
+            .as_object()
+            .map(|h| h.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            // Cookies and redirects are always sent; the others are documented where sent.
+            assert!(
+                headers.contains_key(name.as_str()),
+                "{label}: documented header {name} missing"
+            );
+        }
+        let Some(content) = documented["content"].as_object() else {
+            assert!(body.is_empty(), "{label}: body without documented content");
+            continue;
+        };
+        let ct = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = ct.split(';').next().unwrap().trim();
+        let media = content.get(essence).unwrap_or_else(|| {
+            panic!(
+                "{label}: content type {ct:?} is not among {:?}",
+                content.keys()
+            )
+        });
+        if essence == "application/json" {
+            let instance: Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{label}: body is not JSON ({e})"));
+            // The document's components under a root whose schema is the documented one, so
+            // `#/components/schemas/...` references resolve.
+            let schema = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "components": doc["components"],
+                "allOf": [media["schema"]],
+            });
+            let validator = jsonschema::validator_for(&schema)
+                .unwrap_or_else(|e| panic!("{label}: documented schema does not compile: {e}"));
+            let errors: Vec<String> = validator
+                .iter_errors(&instance)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{label}: {instance} does not match: {errors:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_token_and_ops_answers_match_the_document() {
+    let h = support::Harness::start(support::Options {
+        per_user_per_minute: 2,
+        ..Default::default()
+    })
+    .await;
+    h.wait_ready().await;
+    let ok = support::caller("user-ok");
+    let limited = support::caller("user-limited");
+    for _ in 0..2 {
+        assert_eq!(h.client_token(&limited).await.status(), 200);
+    }
+    let ok: &'static str = Box::leak(ok.into_boxed_str());
+    let limited: &'static str = Box::leak(limited.into_boxed_str());
+    let t = "/api/client-token";
+    check_cases(
+        &h.url,
+        vec![
+            case("GET", "/healthz", "/healthz"),
+            case("GET", "/readyz", "/readyz"),
+            case("GET", "/metrics", "/metrics"),
+            case("GET", "/openapi.json", "/openapi.json"),
+            case("GET", t, t).auth(Auth::Bearer(ok)),
+            case("GET", t, t).status(401),
+            case("GET", t, t)
+                .auth(Auth::Bearer("not-a-jwt"))
+                .status(401),
+            case("GET", t, t).auth(Auth::Bearer(limited)).status(429),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn consent_answers_match_the_document() {
+    use support::consent::*;
+    let h = ConsentHarness::start(ConsentOptions::default()).await;
+    h.consent("acct-linked", ORG_A, "allow").await;
+    h.consent("acct-gone", ORG_B, "allow").await;
+    let connect = h.connect_url("acct-open").await;
+    let ticket = connect.rsplit('/').next().unwrap().to_owned();
+    let key = Auth::Bearer(INTERNAL_KEY);
+    let start = json_start("account_id", "acct-1");
+    let (c, one, org) = (
+        "/api/connections",
+        "/api/connections/{account_id}",
+        "/api/orgs/{org_id}/token",
+    );
+    check_cases(
+        &h.url,
+        vec![
+            case("POST", c, c).auth(key).json(start.clone()).status(201),
+            case("POST", c, c).json(start.clone()).status(401),
+            case("POST", c, c)
+                .auth(key)
+                .json(serde_json::json!({"account_id": "a"}))
+                .status(400),
+            case("POST", c, c)
+                .auth(key)
+                .json(json_start("account_id", "bad id!"))
+                .status(400),
+            case("POST", c, c)
+                .auth(key)
+                .raw("text/plain", &start.to_string())
+                .status(415),
+            case("GET", c, c).auth(key),
+            case("GET", c, c).status(401),
+            case("GET", one, "/api/connections/acct-linked").auth(key),
+            case("GET", one, "/api/connections/acct-never").auth(key),
+            case("GET", one, "/api/connections/bad!id")
+                .auth(key)
+                .status(400),
+            case("DELETE", one, "/api/connections/acct-gone").auth(key),
+            case("DELETE", one, "/api/connections/acct-never")
+                .auth(key)
+                .status(404),
+            case("DELETE", one, "/api/connections/acct-1").status(401),
+            case("POST", org, format!("/api/orgs/{ORG_A}/token")).auth(key),
+            case("POST", org, "/api/orgs/NOBODY0000@AdobeOrg/token")
+                .auth(key)
+                .status(404),
+            case("POST", org, "/api/orgs/bad!org/token")
+                .auth(key)
+                .status(400),
+            case("POST", org, format!("/api/orgs/{ORG_A}/token")).status(401),
+            case("GET", "/connect/{ticket}", format!("/connect/{ticket}")).status(303),
+            case("GET", "/connect/{ticket}", format!("/connect/{ticket}")).status(410),
+            case("GET", "/consent/callback", "/consent/callback?state=x").status(400),
+            case("GET", "/admin", "/admin").auth(Auth::Basic(INTERNAL_KEY)),
+            case("GET", "/admin", "/admin").status(401),
+        ],
+    )
+    .await;
+}
+
+fn json_start(field: &str, value: &str) -> Value {
+    serde_json::json!({field: value, "return_to": "https://app.partner.test/settings"})
+}
+
+#[tokio::test]
+async fn user_login_answers_match_the_document() {
+    use support::user_login::*;
+    let h = UserHarness::start(UserOptions::default()).await;
+    h.sign_in("user-1", ADA).await;
+    h.sign_in("user-2", GRACE).await;
+    let login = h.login_url("user-3").await;
+    let ticket = login.rsplit('/').next().unwrap().to_owned();
+    let key = Auth::Bearer(INTERNAL_KEY);
+    let (s, t) = ("/api/user-logins", "/api/users/{user}/token");
+    check_cases(
+        &h.url,
+        vec![
+            case("POST", s, s)
+                .auth(key)
+                .json(json_start("user", "user-9"))
+                .status(201),
+            case("POST", s, s)
+                .json(json_start("user", "user-9"))
+                .status(401),
+            case("POST", s, s)
+                .auth(key)
+                .json(json_start("user", ""))
+                .status(400),
+            case("POST", s, s)
+                .auth(key)
+                .raw("application/json", "{")
+                .status(400),
+            case("POST", t, "/api/users/user-1/token").auth(key),
+            case("POST", t, "/api/users/nobody/token")
+                .auth(key)
+                .status(404),
+            case("POST", t, "/api/users/bad!user/token")
+                .auth(key)
+                .status(400),
+            case("POST", t, "/api/users/user-1/token").status(401),
+            case("DELETE", t, "/api/users/user-2/token").auth(key),
+            case("DELETE", t, "/api/users/user-2/token")
+                .auth(key)
+                .status(404),
+            case("GET", "/login/{ticket}", format!("/login/{ticket}")).status(303),
+            case("GET", "/login/{ticket}", format!("/login/{ticket}")).status(410),
+            case("GET", "/user/callback", "/user/callback?state=x").status(400),
+        ],
+    )
+    .await;
+}
