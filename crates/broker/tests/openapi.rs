@@ -502,3 +502,45 @@ async fn user_login_answers_match_the_document() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn unavailable_answers_match_the_document() {
+    // IMS refuses the broker's secret: no client token can be served.
+    let h = support::Harness::start(support::Options {
+        broker_secret: "not-the-secret".to_owned(),
+        ..Default::default()
+    })
+    .await;
+    let caller: &'static str = Box::leak(support::caller("user-1").into_boxed_str());
+    let t = "/api/client-token";
+    check_cases(
+        &h.url,
+        vec![
+            case("GET", "/readyz", "/readyz").status(503),
+            case("GET", t, t).auth(Auth::Bearer(caller)).status(503),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_and_unsupported_bodies_match_the_document() {
+    use support::consent::*;
+    let h = ConsentHarness::start(ConsentOptions::default()).await;
+    let big = format!("{{\"account_id\": \"{}\"}}", "a".repeat(2 << 20));
+    let c = "/api/connections";
+    check_cases(
+        &h.url,
+        vec![
+            case("POST", c, c)
+                .auth(Auth::Bearer(INTERNAL_KEY))
+                .raw("application/json", &big)
+                .status(413),
+            case("POST", c, c)
+                .auth(Auth::Bearer(INTERNAL_KEY))
+                .raw("application/x-www-form-urlencoded", "account_id=a")
+                .status(415),
+        ],
+    )
+    .await;
+}
