@@ -121,7 +121,10 @@ impl ImsFetcher {
                     .secrets
                     .get(i)
                     .ok_or_else(|| ImsError::invalid_response("no such secret"))?;
-                let resp = self.client.send(endpoint, &cred.config.name, build(secret)).await?;
+                let resp = self
+                    .client
+                    .send(endpoint, &cred.config.name, build(secret))
+                    .await?;
                 parse(&resp)
             }
             None => self.send_with_secrets(cred, endpoint, build, parse).await,

@@ -405,7 +405,13 @@ mod tests {
             .unwrap()
             .port();
         let url: Url = format!("http://127.0.0.1:{port}/ims/keys").parse().unwrap();
-        let cache = JwksCache::new(url, Duration::from_secs(2), Arc::new(Metrics::new()), JwksSource::Ims).unwrap();
+        let cache = JwksCache::new(
+            url,
+            Duration::from_secs(2),
+            Arc::new(Metrics::new()),
+            JwksSource::Ims,
+        )
+        .unwrap();
         let Err(e) = cache.fetch().await else {
             panic!("nothing listens there")
         };

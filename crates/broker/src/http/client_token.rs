@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::openapi::schemas::{ClientToken, ErrorBody};
 use crate::cache::CachedToken;
 use crate::service::ClientTokenState;
 
@@ -40,6 +41,22 @@ fn render_prefix(token: Arc<CachedToken>) -> Arc<RenderedPrefix> {
     Arc::new(RenderedPrefix { token, prefix })
 }
 
+#[utoipa::path(get, operation_id = "get_client_token", path = "/api/client-token", tag = "client-token",
+    security(("caller_token" = [])),
+    responses(
+        (status = 200, description = "A token for the Express Embed SDK",
+         body = ClientToken,
+         headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, description = "`invalid_token`: missing or unacceptable caller token",
+         body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"`"))),
+        (status = 429, description = "`rate_limited`: a per-user or global budget is spent",
+         body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds before a retry can succeed"))),
+        (status = 503, description = "`temporarily_unavailable`: no valid IMS token can be served now",
+         body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds before the next IMS attempt"))),
+    ))]
 pub async fn client_token(
     State(st): State<Arc<ClientTokenState>>,
     headers: HeaderMap,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::consent::{flow_error, json_response};
 use super::error::ApiError;
 use super::internal_auth::require_bearer;
+use super::openapi::schemas::{Connections, ErrorBody, Link as LinkBody, OrgToken};
 use super::request::path_param;
 use crate::cache::TokenKey;
 use crate::clock::unix_ms;
@@ -41,6 +42,17 @@ fn account(id: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /api/connections/{account_id}`. An account never linked reads as `unlinked`.
+#[utoipa::path(get, operation_id = "get_connection", path = "/api/connections/{account_id}", tag = "consent",
+    security(("internal_key" = [])),
+    params(("account_id" = String, Path, description = "Your id for the account",
+         pattern = r"^[A-Za-z0-9._\-@:+]{1,128}$"),),
+    responses(
+        (status = 200, description = "The account's link", body = LinkBody),
+        (status = 400, description = "`invalid_account_id` or `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+    ))]
 pub async fn get(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
@@ -71,6 +83,14 @@ pub async fn get(
 }
 
 /// `GET /api/connections`: every link, most recently changed first.
+#[utoipa::path(get, operation_id = "list_connections", path = "/api/connections", tag = "consent",
+    security(("internal_key" = [])),
+    responses(
+        (status = 200, description = "Every link", body = Connections),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+    ))]
 pub async fn list(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
@@ -90,6 +110,18 @@ pub async fn list(
 }
 
 /// `DELETE /api/connections/{account_id}`: unlinks; 404 if the account was never linked.
+#[utoipa::path(delete, operation_id = "delete_connection", path = "/api/connections/{account_id}", tag = "consent",
+    security(("internal_key" = [])),
+    params(("account_id" = String, Path, description = "Your id for the account",
+         pattern = r"^[A-Za-z0-9._\-@:+]{1,128}$"),),
+    responses(
+        (status = 200, description = "The link, now unlinked", body = LinkBody),
+        (status = 400, description = "`invalid_account_id` or `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 404, description = "`not_linked`: never linked", body = ErrorBody),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
@@ -108,6 +140,21 @@ pub async fn delete(
 /// Only orgs with a live link get one. When IMS refuses the org (consent revoked), every link to
 /// it is marked `needs_reauthorization` and the cache entry is reset, so no further request goes
 /// to IMS for that org until a new consent restores the link.
+#[utoipa::path(post, operation_id = "get_org_token", path = "/api/orgs/{org_id}/token", tag = "consent",
+    security(("internal_key" = [])),
+    params(("org_id" = String, Path, description = "The IMS org id, `0123ABCD@AdobeOrg`",
+        pattern = r"^[A-Za-z0-9@._\-+]{1,256}$")),
+    responses(
+        (status = 200, description = "An org-scoped access token", body = OrgToken),
+        (status = 400, description = "`invalid_org_id` or `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 404, description = "`not_linked`: no account is linked to this org", body = ErrorBody),
+        (status = 409, description = "`needs_reauthorization`: IMS no longer issues tokens for this org", body = ErrorBody),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: IMS is failing",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn org_token(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,

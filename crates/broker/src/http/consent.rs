@@ -14,18 +14,41 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::html::{self, Flow};
 use super::internal_auth::require_bearer;
+use super::openapi::schemas::{ConnectStarted, ErrorBody};
 use super::request::{path_param, read_json};
 use crate::consent::{FlowError, SESSION_COOKIE};
 use crate::service::ConsentState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = StartConnection)]
 struct StartRequest {
+    /// Your id for the signed-in account (1 to 128 of `A-Z a-z 0-9 . _ - @ : +`).
+    #[schema(pattern = r"^[A-Za-z0-9._\-@:+]{1,128}$")]
     account_id: String,
+    /// Where the browser goes back after consent; its origin must be in `[consent] return_to`.
+    #[schema(format = "uri", max_length = 2048)]
     return_to: String,
 }
 
 /// `POST /api/connections` (internal): a one-time connect URL for an account.
+#[utoipa::path(post, operation_id = "start_connection", path = "/api/connections", tag = "consent",
+    security(("internal_key" = [])),
+    request_body(content = StartRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "A one-time connect URL", body = ConnectStarted),
+        (status = 400, description = "`invalid_account_id`, `invalid_return_to` or `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 408, description = "`request_timeout`: the body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "`request_too_large`: the body is above `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
+        (status = 429, description = "`too_many_open_links`: too many open links for this account",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+        (status = 503, description = "`open_links_capacity_reached`: the flow is at capacity",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn start(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
@@ -48,6 +71,18 @@ pub async fn start(
 
 /// `GET /connect/{ticket}` (browser): consumes the ticket, sets the session cookie, and sends
 /// the browser to the consent page.
+#[utoipa::path(get, operation_id = "open_connect_link", path = "/connect/{ticket}", tag = "consent",
+    params(("ticket" = String, Path, description = "The one-time ticket from `connect_url`")),
+    responses(
+        (status = 303, description = "To Adobe's consent page, with the session cookie set",
+         headers(("Location" = String), ("Set-Cookie" = String, description = "`__Host-imsgate-consent`"))),
+        (status = 400, description = "`invalid_request`: the ticket is not valid UTF-8",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 410, description = "`connect_link_unusable`: unknown, expired or already used",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal_error`",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn open(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,
@@ -77,6 +112,22 @@ async fn open_inner(
 }
 
 /// `GET /consent/callback` (browser, redirected by IMS).
+#[utoipa::path(get, operation_id = "consent_callback", path = crate::config::CALLBACK_PATH, tag = "consent",
+    params(
+        ("state" = Option<String>, Query, description = "Set by IMS"),
+        ("admin_consent" = Option<String>, Query, description = "Set by IMS"),
+        ("id_token" = Option<String>, Query, description = "Set by IMS"),
+        ("error" = Option<String>, Query, description = "Set by IMS when consent failed"),
+        ("__Host-imsgate-consent" = Option<String>, Cookie, description = "The consent session"),
+    ),
+    responses(
+        (status = 303, description = "Back to `return_to` with `result` and `code`",
+         headers(("Location" = String))),
+        (status = 400, description = "`invalid_session`: no usable consent session",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal_error`",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn callback(
     State(st): State<Arc<ConsentState>>,
     headers: HeaderMap,

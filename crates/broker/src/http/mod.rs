@@ -12,6 +12,7 @@ pub mod error;
 pub mod html;
 pub mod internal_auth;
 pub mod metrics_layer;
+pub mod openapi;
 pub mod ops;
 pub mod request;
 pub mod server;
@@ -23,35 +24,37 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::routes;
 
 use crate::service::AppState;
-use audience::Routes;
+use audience::{Routes, Split};
 use error::ApiError;
 
 /// Every route on one listener.
 pub fn router(state: Arc<AppState>) -> Router {
-    finish(routes(&state).into_one(), &state)
+    let (split, _) = documented(state.clone());
+    finish(split.into_one(), &state)
 }
 
 /// (public listener, operator listener), for `[server] admin_listen`.
 pub fn split_routers(state: Arc<AppState>) -> (Router, Router) {
-    let (public, operator) = routes(&state).into_split();
+    let (split, _) = documented(state.clone());
+    let (public, operator) = split.into_split();
     (finish(public, &state), finish(operator, &state))
 }
 
-/// Every route with its audience (see `audience`): `route` is for operators, `public` for
-/// browsers and the partner's web app.
-fn routes(state: &Arc<AppState>) -> Routes {
-    let mut routes = Routes::new()
-        .everywhere("/healthz", get(ops::healthz))
-        .everywhere("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .map(|r| {
-            r.method_not_allowed_fallback(method_not_allowed)
-                .with_state(state.clone())
-        });
+/// Every route this configuration serves, with its audience, and the OpenAPI document of all of
+/// them, from the same declarations: each handler's `#[utoipa::path]` gives both its axum route
+/// and its operation (see `openapi`). Register routes here only through `Routes` with
+/// `routes!(...)`.
+pub fn documented(state: Arc<AppState>) -> (Split, utoipa::openapi::OpenApi) {
+    let mut api = Routes::new()
+        .everywhere(routes!(ops::healthz))
+        .everywhere(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .map(|r| r.with_state(state.clone()));
     if let Some(ct) = &state.client_token {
         let origins: Arc<[HeaderValue]> = ct
             .allowed_origins
@@ -71,74 +74,65 @@ fn routes(state: &Arc<AppState>) -> Routes {
             // No `Vary`: the token response is `no-store` and preflights are not stored by shared
             // caches, so it protects nothing, and its list would be cloned on every request.
             .vary([]);
-        routes = routes.merge(
+        // The fallback is set on the route itself, inside the CORS layer, so preflight requests
+        // reach CORS instead of a router-wide 405.
+        let (schemas, paths, method_router) = routes!(client_token::client_token);
+        api = api.merge(
             Routes::new()
-                // The fallback is set on the route itself, inside the CORS layer, so preflight
-                // requests reach CORS instead of a router-wide 405.
-                .public(
-                    "/api/client-token",
-                    get(client_token::client_token).fallback(method_not_allowed),
-                )
+                .public((schemas, paths, method_router.fallback(method_not_allowed)))
                 .map(|r| r.layer(cors.clone()).with_state(ct.clone())),
         );
     }
     if let Some(cs) = &state.consent {
-        routes = routes.merge(
+        api = api.merge(
             Routes::new()
-                .route(
-                    "/api/connections",
-                    post(consent::start).get(connections::list),
-                )
-                .route(
-                    "/api/connections/{account_id}",
-                    get(connections::get).delete(connections::delete),
-                )
-                .route("/api/orgs/{org_id}/token", post(connections::org_token))
-                .public("/connect/{ticket}", get(consent::open))
-                .public(crate::config::CALLBACK_PATH, get(consent::callback))
-                .map(|r| {
-                    r.method_not_allowed_fallback(method_not_allowed)
-                        .with_state(cs.clone())
-                }),
+                .routes(routes!(consent::start, connections::list))
+                .routes(routes!(connections::get, connections::delete))
+                .routes(routes!(connections::org_token))
+                .public(routes!(consent::open))
+                .public(routes!(consent::callback))
+                .map(|r| r.with_state(cs.clone())),
         );
     }
     if let Some(ul) = &state.user_login {
-        routes = routes.merge(
+        api = api.merge(
             Routes::new()
-                .route("/api/user-logins", post(user_login::start))
-                .route(
-                    "/api/users/{user}/token",
-                    post(user_login::token).delete(user_login::revoke),
-                )
-                .public("/login/{ticket}", get(user_login::open))
-                .public(crate::config::USER_CALLBACK_PATH, get(user_login::callback))
-                .map(|r| {
-                    r.method_not_allowed_fallback(method_not_allowed)
-                        .with_state(ul.clone())
-                }),
+                .routes(routes!(user_login::start))
+                .routes(routes!(user_login::token, user_login::revoke))
+                .public(routes!(user_login::open))
+                .public(routes!(user_login::callback))
+                .map(|r| r.with_state(ul.clone())),
         );
     }
     if let Some(console) = &state.console {
-        routes = routes.merge(
+        api = api.merge(
             Routes::new()
-                .route("/admin", get(console::page))
-                .route("/admin/login", post(console::login))
-                .route("/admin/logout", post(console::logout))
-                .route("/admin/unlink", post(console::unlink))
-                .route("/admin/revoke-sign-in", post(console::revoke_sign_in))
-                .route("/admin/refresh", post(console::refresh))
-                .map(|r| {
-                    r.method_not_allowed_fallback(method_not_allowed)
-                        .with_state(console.clone())
-                }),
+                .routes(routes!(console::page))
+                .routes(routes!(console::login))
+                .routes(routes!(console::logout))
+                .routes(routes!(console::unlink))
+                .routes(routes!(console::revoke_sign_in))
+                .routes(routes!(console::refresh))
+                .map(|r| r.with_state(console.clone())),
         );
     }
-    routes
+    // The document is an operator route: it tells which features this instance has enabled.
+    let served = openapi::Served::default();
+    let api = api.merge(
+        Routes::new()
+            .routes(routes!(openapi::document))
+            .map(|r| r.with_state(served.clone())),
+    );
+    let (split, doc) = api.into_parts(openapi::ApiDoc::openapi());
+    served.set(&doc);
+    (split, doc)
 }
 
 /// The fallbacks and layers every listener's router gets.
 fn finish(router: Router, state: &AppState) -> Router {
     router
+        // Only replaces fallbacks not set explicitly (`/api/client-token` sets its own inside CORS).
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(edge::EdgeLayer {

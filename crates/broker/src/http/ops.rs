@@ -8,16 +8,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::openapi::schemas::{ErrorBody, Status};
 use crate::clock::Clock;
 use crate::service::AppState;
 
 /// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "ops",
+    responses((status = 200, description = "The process is up", body = Status)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Readiness: every token the configured endpoints hand out can be served now without waiting on
 /// IMS. A node that cannot issue client tokens should not take traffic.
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "ops",
+    responses(
+        (status = 200, description = "Every configured token can be served now", body = Status),
+        (status = 503, description = "`not_ready`: no servable token yet", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds before asking again"))),
+    ))]
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let mut not_ready = Vec::new();
     if let Some(ct) = &st.client_token
@@ -42,6 +51,10 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Metrics in the OpenMetrics text format",
+        content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     // Link counts are read at scrape time so the gauge is right after restarts and unlinks.
     if let Some(store) = st.store.clone() {

@@ -15,6 +15,7 @@ use super::consent::{flow_error, json_response, named_cookie, redirect};
 use super::error::ApiError;
 use super::html::{self, Flow};
 use super::internal_auth::require_bearer;
+use super::openapi::schemas::{ErrorBody, LoginStarted, Revoked, UserToken};
 use super::request::{path_param, read_json};
 use crate::consent::is_account_id;
 use crate::user_login::{LOGIN_COOKIE, UserLoginService, VaultError};
@@ -26,14 +27,36 @@ pub struct UserLoginState {
     pub internal_key: imsgate_ims::SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = StartUserLogin)]
 struct StartRequest {
+    /// Your id for the user (1 to 128 of `A-Z a-z 0-9 . _ - @ : +`).
+    #[schema(pattern = r"^[A-Za-z0-9._\-@:+]{1,128}$")]
     user: String,
+    /// Where the browser goes back after sign-in; its origin must be allowed.
+    #[schema(format = "uri", max_length = 2048)]
     return_to: String,
 }
 
 /// `POST /api/user-logins` (internal): a one-time login URL for one of the partner's users.
+#[utoipa::path(post, operation_id = "start_user_login", path = "/api/user-logins", tag = "user-login",
+    security(("internal_key" = [])),
+    request_body(content = StartRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "A one-time login URL", body = LoginStarted),
+        (status = 400, description = "`invalid_user`, `invalid_return_to` or `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 408, description = "`request_timeout`: the body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "`request_too_large`: the body is above `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
+        (status = 429, description = "`too_many_open_links`: too many open links for this user",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+        (status = 503, description = "`open_links_capacity_reached`: the flow is at capacity",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn start(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,
@@ -59,6 +82,18 @@ pub async fn start(
 
 /// `GET /login/{ticket}` (browser): consumes the ticket, sets the session cookie, and sends the
 /// browser to IMS's sign-in page.
+#[utoipa::path(get, operation_id = "open_login_link", path = "/login/{ticket}", tag = "user-login",
+    params(("ticket" = String, Path, description = "The one-time ticket from `login_url`")),
+    responses(
+        (status = 303, description = "To IMS's sign-in page, with the session cookie set",
+         headers(("Location" = String), ("Set-Cookie" = String, description = "`__Host-imsgate-login`"))),
+        (status = 400, description = "`invalid_request`: the ticket is not valid UTF-8",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 410, description = "`login_link_unusable`: unknown, expired or already used",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal_error`",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn open(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,
@@ -95,6 +130,21 @@ async fn open_inner(
 }
 
 /// `GET /user/callback` (browser, redirected by IMS).
+#[utoipa::path(get, operation_id = "user_callback", path = crate::config::USER_CALLBACK_PATH, tag = "user-login",
+    params(
+        ("state" = Option<String>, Query, description = "Set by IMS"),
+        ("code" = Option<String>, Query, description = "Set by IMS"),
+        ("error" = Option<String>, Query, description = "Set by IMS when sign-in failed"),
+        ("__Host-imsgate-login" = Option<String>, Cookie, description = "The sign-in session"),
+    ),
+    responses(
+        (status = 303, description = "Back to `return_to` with `result` and `code`",
+         headers(("Location" = String))),
+        (status = 400, description = "`invalid_session`: no usable sign-in session",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal_error`",
+         content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn callback(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,
@@ -162,6 +212,21 @@ pub(crate) fn vault_error(e: VaultError) -> ApiError {
 
 /// `POST /api/users/{user}/token` (internal): the user's current access token, refreshed ahead
 /// of expiry.
+#[utoipa::path(post, operation_id = "get_user_token", path = "/api/users/{user}/token", tag = "user-login",
+    security(("internal_key" = [])),
+    params(("user" = String, Path, description = "Your id for the user",
+         pattern = r"^[A-Za-z0-9._\-@:+]{1,128}$"),),
+    responses(
+        (status = 200, description = "The user's current access token", body = UserToken),
+        (status = 400, description = "`invalid_user` or `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 404, description = "`not_signed_in`: the user has not signed in", body = ErrorBody),
+        (status = 409, description = "`login_required`: IMS refused the grant; the user must sign in again", body = ErrorBody),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: IMS is failing",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn token(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,
@@ -185,6 +250,21 @@ pub async fn token(
 
 /// `DELETE /api/users/{user}/token` (internal): forgets the user's grant and revokes its tokens
 /// at IMS.
+#[utoipa::path(delete, operation_id = "revoke_user_token", path = "/api/users/{user}/token", tag = "user-login",
+    security(("internal_key" = [])),
+    params(("user" = String, Path, description = "Your id for the user",
+         pattern = r"^[A-Za-z0-9._\-@:+]{1,128}$"),),
+    responses(
+        (status = 200, description = "The grant is forgotten", body = Revoked),
+        (status = 400, description = "`invalid_user` or `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the internal API key is missing or wrong", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"imsgate-internal\"`"))),
+        (status = 404, description = "`not_signed_in`: nothing to revoke", body = ErrorBody),
+        (status = 409, description = "`login_required`", body = ErrorBody),
+        (status = 500, description = "`internal_error`: storage failed", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn revoke(
     State(st): State<Arc<UserLoginState>>,
     headers: HeaderMap,

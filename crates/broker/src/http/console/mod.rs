@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use super::consent::{flow_error, named_cookie, redirect};
 use super::error::ApiError;
 use super::html::{self, Flow};
+use super::openapi::schemas::{ConsoleActionForm, ConsoleLoginForm, ErrorBody};
 use crate::admin_auth::{AdminAuth, SESSION_LIFETIME, Session, SignInError};
 use crate::cache::{TokenCache, TokenKey};
 use crate::clock::SharedClock;
@@ -151,6 +152,23 @@ fn fail(headers: &HeaderMap, err: ApiError) -> Response {
 }
 
 /// `GET /admin`: the console, or the sign-in form.
+#[utoipa::path(get, operation_id = "console_page", path = "/admin", tag = "console",
+    security((), ("console_session" = [])),
+    params(
+        ("q" = Option<String>, Query, description = "Linked orgs whose account or org id contains this"),
+        ("offset" = Option<String>, Query, description = "Linked orgs: rows to skip"),
+        ("users_q" = Option<String>, Query, description = "Sign-ins whose user or Adobe id contains this"),
+        ("users_offset" = Option<String>, Query, description = "Sign-ins: rows to skip"),
+        ("limit" = Option<String>, Query, description = "Rows per page, 1 to 100 (default 20)"),
+        ("notice" = Option<String>, Query, description = "The outcome of the last action, shown once"),
+        ("subject" = Option<String>, Query, description = "What the last action was about"),
+    ),
+    responses(
+        (status = 200, description = "The console (with a session), or the sign-in form (a browser without one)",
+         content_type = "text/html", body = String),
+        (status = 401, description = "`unauthorized`: an API client without a console session", body = ErrorBody),
+        (status = 500, description = "`internal_error`: storage failed", content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn page(
     State(st): State<Arc<ConsoleState>>,
     headers: HeaderMap,
@@ -174,6 +192,16 @@ pub async fn page(
 }
 
 /// `POST /admin/login`: the password form.
+#[utoipa::path(post, operation_id = "console_login", path = "/admin/login", tag = "console",
+    request_body(content = ConsoleLoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: to the console, with the session cookie set",
+         headers(("Location" = String), ("Set-Cookie" = String, description = "`__Host-imsgate-admin`"))),
+        (status = 401, description = "`unauthorized`: the password is wrong", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`csrf_refused`: a cross-site request", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords",
+         content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn login(
     State(st): State<Arc<ConsoleState>>,
     extensions: Extensions,
@@ -242,6 +270,15 @@ pub async fn login(
 }
 
 /// `POST /admin/logout`.
+#[utoipa::path(post, operation_id = "console_logout", path = "/admin/logout", tag = "console",
+    security(("console_session" = [])),
+    request_body(content = ConsoleActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out: to the sign-in form, the cookie cleared",
+         headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "`unauthorized`: no console session (sign in first)", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`csrf_refused`: a cross-site request or a wrong CSRF token", content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn logout(
     State(st): State<Arc<ConsoleState>>,
     headers: HeaderMap,
@@ -282,6 +319,17 @@ fn not_here(what: &'static str) -> ApiError {
 }
 
 /// `POST /admin/unlink`: unlinks an account, as `DELETE /api/connections/{account_id}` does.
+#[utoipa::path(post, operation_id = "console_unlink", path = "/admin/unlink", tag = "console",
+    security(("console_session" = [])),
+    request_body(content = ConsoleActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Unlinked: back to the console with a notice", headers(("Location" = String))),
+        (status = 400, description = "`invalid_account_id`", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "`unauthorized`: no console session (sign in first)", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`csrf_refused`: a cross-site request or a wrong CSRF token", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "`not_linked`, or `not_found`: this broker has no linked orgs", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal_error`: storage failed", content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn unlink(
     State(st): State<Arc<ConsoleState>>,
     headers: HeaderMap,
@@ -305,6 +353,20 @@ pub async fn unlink(
 
 /// `POST /admin/revoke-sign-in`: forgets a user's grant and revokes it at IMS, as
 /// `DELETE /api/users/{user}/token` does.
+#[utoipa::path(post, operation_id = "console_revoke_sign_in", path = "/admin/revoke-sign-in", tag = "console",
+    security(("console_session" = [])),
+    request_body(content = ConsoleActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Revoked: back to the console with a notice", headers(("Location" = String))),
+        (status = 400, description = "`invalid_user`", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "`unauthorized`: no console session (sign in first)", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`csrf_refused`: a cross-site request or a wrong CSRF token", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "`not_signed_in`, or `not_found`: this broker has no user sign-in", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 409, description = "`login_required`", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal_error`", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 503, description = "`temporarily_unavailable`: IMS cannot be reached now", content((ErrorBody = "application/json"), (String = "text/html")),
+         headers(("Retry-After" = u64, description = "Seconds"))),
+    ))]
 pub async fn revoke_sign_in(
     State(st): State<Arc<ConsoleState>>,
     headers: HeaderMap,
@@ -379,6 +441,16 @@ fn refresh_key(st: &ConsoleState, credential: &str, org: Option<&str>) -> Option
 
 /// `POST /admin/refresh`: fetches a new token for a credential (or an org's token) now, through
 /// the cache's single flight.
+#[utoipa::path(post, operation_id = "console_refresh", path = "/admin/refresh", tag = "console",
+    security(("console_session" = [])),
+    request_body(content = ConsoleActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Back to the console with `notice=refreshed` or `refresh_failed`",
+         headers(("Location" = String))),
+        (status = 401, description = "`unauthorized`: no console session (sign in first)", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "`csrf_refused`: a cross-site request or a wrong CSRF token", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "`unknown_token`: no such credential or org token", content((ErrorBody = "application/json"), (String = "text/html"))),
+    ))]
 pub async fn refresh(
     State(st): State<Arc<ConsoleState>>,
     headers: HeaderMap,
