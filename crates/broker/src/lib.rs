@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod service;
 pub mod service_account;
 pub mod storage;
+pub mod trusted_proxies;
 pub mod user_login;
 pub mod verified;
 

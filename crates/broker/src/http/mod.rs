@@ -1,6 +1,7 @@
 //! The HTTP surface (axum): routes, CORS, metrics middleware and JSON fallbacks. This is the only
 //! layer that knows status codes.
 
+pub mod access;
 pub mod admin_page;
 pub mod client_token;
 pub mod connections;
@@ -105,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             body_timeout: state.body_timeout,
         })
         .layer(metrics_layer::MetricsLayer(state.metrics.clone()))
+        .layer(state.access.clone())
 }
 
 async fn not_found() -> ApiError {

@@ -325,6 +325,8 @@ async fn connection(
     slot: Arc<Slot>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The peer, for the trusted-proxy rule and the access log (`http::access`).
+    let peer = stream.peer_addr().ok().map(super::access::PeerAddr);
     let io = TokioIo::new(Tracked {
         inner: stream,
         slot: slot.clone(),
@@ -333,8 +335,11 @@ async fn connection(
     let service = hyper::service::service_fn({
         let slot = slot.clone();
         let registry = registry.clone();
-        move |req: hyper::Request<Incoming>| {
+        move |mut req: hyper::Request<Incoming>| {
             slot.active.store(true, Ordering::Release);
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
             let call = tower::ServiceExt::oneshot(router.clone(), req.map(Body::new));
             let done = IdleOnDrop {
                 slot: slot.clone(),
