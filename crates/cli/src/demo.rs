@@ -255,6 +255,8 @@ pub async fn run(
     println!("Health, readiness and metrics:");
     println!("  curl http://{addr}/readyz");
     println!("  curl http://{addr}/metrics");
+    println!();
+    println!("Going to production (TLS behind nginx, systemd, a container image): docs/deploy.md");
 
     let app = crate::demo_app::router(Arc::new(crate::demo_app::AppState {
         broker_url: format!("http://{addr}"),
