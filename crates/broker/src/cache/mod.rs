@@ -379,6 +379,15 @@ fn finish_flight(shared: &Shared, entry: &Entry, result: Result<AccessToken, Ims
         Ok(token) => {
             let cached = Arc::new(schedule_token(shared.clock.now(), token));
             entry.current.store(Some(cached.clone()));
+            if flight.attempts > 0 {
+                // The counterpart of the failure warnings: operators see when the outage ended.
+                tracing::info!(
+                    credential = %entry.key.credential,
+                    org_id = entry.key.org_id.as_deref().unwrap_or(""),
+                    failed_attempts = flight.attempts,
+                    "IMS token requests succeed again"
+                );
+            }
             flight.failure = None;
             flight.attempts = 0;
             Ok(cached)
