@@ -24,6 +24,7 @@ pub mod service;
 pub mod service_account;
 pub mod storage;
 pub mod tls;
+pub mod trusted_proxies;
 pub mod user_login;
 pub mod verified;
 

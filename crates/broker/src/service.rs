@@ -53,6 +53,8 @@ pub struct AppState {
     pub store: Option<crate::storage::Store>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// Request ids, client addresses and the access log (`http::access`).
+    pub access: crate::http::access::AccessLayer,
 }
 
 /// A built broker, ready to serve.
@@ -292,6 +294,7 @@ impl Broker {
                 store,
                 max_body_bytes: config.server.max_body_bytes,
                 body_timeout: config.server.body_timeout,
+                access: crate::http::access::AccessLayer::new(&config.server),
             }),
             config: Arc::new(config),
             tls,

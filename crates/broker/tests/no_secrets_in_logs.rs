@@ -64,6 +64,10 @@ async fn logs_never_contain_secrets_or_tokens() {
         logs.contains("IMS token request failed"),
         "the failure was logged: {logs}"
     );
+    assert!(
+        logs.contains("succeed again after"),
+        "the recovery was logged: {logs}"
+    );
     for (name, secret) in [
         ("client secret", CLIENT_SECRET),
         ("caller signing key", CALLER_KEY),

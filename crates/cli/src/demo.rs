@@ -290,6 +290,8 @@ pub async fn run(
     println!("Health, readiness and metrics:");
     println!("  {curl} {broker_url}/readyz");
     println!("  {curl} {broker_url}/metrics");
+    println!();
+    println!("Going to production (TLS behind nginx, systemd, a container image): docs/deploy.md");
 
     let app = crate::demo_app::router(Arc::new(crate::demo_app::AppState {
         broker_url: broker_url.clone(),

@@ -63,6 +63,10 @@ pub struct ServerConfig {
     pub keepalive_timeout: Duration,
     /// Largest request head (request line and headers); larger gets 431.
     pub max_header_bytes: usize,
+    /// Peers whose `X-Forwarded-For` and `X-Request-Id` are believed; none by default.
+    pub trusted_proxies: crate::trusted_proxies::TrustedProxies,
+    /// One `imsgate::access` INFO line per request (default on).
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +243,8 @@ struct RawServer {
     body_timeout_ms: Option<u64>,
     keepalive_timeout_ms: Option<u64>,
     max_header_bytes: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    access_log: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -524,6 +530,16 @@ fn validate_server(p: &mut Problems, raw: &RawServer, base: &Path) -> ServerConf
             1024 * 1024,
             " bytes",
         ),
+        trusted_proxies: crate::trusted_proxies::TrustedProxies::parse(
+            raw.trusted_proxies.as_deref().unwrap_or_default(),
+        )
+        .unwrap_or_else(|problems| {
+            for (i, e) in problems {
+                p.push(&format!("server.trusted_proxies[{i}]"), e);
+            }
+            Default::default()
+        }),
+        access_log: raw.access_log.unwrap_or(true),
     }
 }
 

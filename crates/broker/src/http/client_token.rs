@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
+use super::access::CallerTokenId;
 use super::error::ApiError;
 use super::openapi::schemas::{ClientToken, ErrorBody};
 use crate::cache::CachedToken;
@@ -71,19 +72,23 @@ pub async fn client_token(
     let id = caller.token_id;
     if let Err(limited) = st.limits.check(&id) {
         st.metrics.rate_limited(limited.limit.as_str());
-        return Err(ApiError::rate_limited(limited.retry_after));
+        let mut resp = ApiError::rate_limited(limited.retry_after).into_response();
+        resp.extensions_mut().insert(CallerTokenId(id));
+        return Ok(resp);
     }
     if let Some(guard) = st.token.cached()
         && let Some(cached) = guard.as_ref()
     {
         return Ok(respond(&st, cached, id));
     }
-    let cached = st
-        .token
-        .get()
-        .await
-        .map_err(|e| ApiError::unavailable(e.retry_after))?;
-    Ok(respond(&st, &cached, id))
+    match st.token.get().await {
+        Ok(cached) => Ok(respond(&st, &cached, id)),
+        Err(e) => {
+            let mut resp = ApiError::unavailable(e.retry_after).into_response();
+            resp.extensions_mut().insert(CallerTokenId(id));
+            Ok(resp)
+        }
+    }
 }
 
 fn respond(st: &ClientTokenState, cached: &Arc<CachedToken>, id: Uuid) -> Response {
@@ -113,5 +118,6 @@ fn respond(st: &ClientTokenState, cached: &Arc<CachedToken>, id: Uuid) -> Respon
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp.extensions_mut().insert(CallerTokenId(id));
     resp
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface (axum): routes, CORS, metrics middleware and JSON fallbacks. This is the only
 //! layer that knows status codes.
 
+pub mod access;
 pub mod audience;
 pub mod bind;
 pub mod client_token;
@@ -140,6 +141,7 @@ fn finish(router: Router, state: &AppState) -> Router {
             body_timeout: state.body_timeout,
         })
         .layer(metrics_layer::MetricsLayer(state.metrics.clone()))
+        .layer(state.access.clone())
 }
 
 async fn not_found() -> ApiError {

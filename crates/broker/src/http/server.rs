@@ -424,6 +424,8 @@ async fn serve_http<IO>(
             slot.in_flight.fetch_add(1, Ordering::AcqRel);
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
+            // The peer, for the trusted-proxy rule and the access log (`http::access`).
+            req.extensions_mut().insert(super::access::PeerAddr(peer));
             let call = tower::ServiceExt::oneshot(router.clone(), req);
             let done = IdleOnDrop {
                 slot: slot.clone(),

@@ -32,6 +32,10 @@ pub struct ConsentOptions {
     /// Extra `[server]` lines.
     pub extra_server: String,
     pub request_timeout_ms: u64,
+    /// Where browsers reach the broker (a proxy in front of it); the broker's own URL if `None`.
+    pub public_url: Option<String>,
+    /// Extra top-level tables, appended to the config.
+    pub extra: String,
 }
 
 impl Default for ConsentOptions {
@@ -42,6 +46,8 @@ impl Default for ConsentOptions {
             extra_consent: String::new(),
             extra_server: String::new(),
             request_timeout_ms: 2000,
+            public_url: None,
+            extra: String::new(),
         }
     }
 }
@@ -98,12 +104,15 @@ sqlite_path = "imsgate.sqlite"
 [refresh]
 backoff_initial_ms = 200
 backoff_max_ms = 1000
+
+{extra_tables}
 "#,
         session_ttl = o.session_ttl_seconds,
         pattern = callback_pattern(broker_url).replace('\\', "\\\\"),
         extra = o.extra_consent,
         extra_server = o.extra_server,
         request_timeout = o.request_timeout_ms,
+        extra_tables = o.extra,
     )
 }
 
@@ -117,10 +126,11 @@ impl ConsentHarness {
         // The broker's port must be known before the emulator is told where to redirect.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let public = o.public_url.clone().unwrap_or_else(|| url.clone());
         let mut client =
             EmulatorClient::new(EWA_CLIENT, EWA_SECRET, &SCOPES, o.org_token_lifetime_secs);
-        client.default_redirect_uri = Some(format!("{url}/consent/callback"));
-        client.redirect_uri_patterns = vec![callback_pattern(&url)];
+        client.default_redirect_uri = Some(format!("{public}/consent/callback"));
+        client.redirect_uri_patterns = vec![callback_pattern(&public)];
         let emulator = Emulator::new(EmulatorConfig {
             clients: vec![client],
             ..EmulatorConfig::default()
@@ -131,7 +141,7 @@ impl ConsentHarness {
         let dir = tempfile::tempdir().unwrap();
         write_secret(dir.path(), "ewa.secret", EWA_SECRET);
         write_secret(dir.path(), "internal.key", INTERNAL_KEY);
-        let text = config_text(&url, emulator.base_url(), &o);
+        let text = config_text(&public, emulator.base_url(), &o);
         let config = Config::parse(&text, dir.path()).unwrap();
         let broker = Broker::build(config, Arc::new(SystemClock)).unwrap();
         let b = broker.clone();

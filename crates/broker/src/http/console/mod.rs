@@ -48,12 +48,17 @@ pub struct ConsoleState {
     pub clock: SharedClock,
 }
 
-/// The client address the sign-in throttle counts against: the TCP peer. The one place to change
-/// when the address should come from a trusted proxy instead.
+/// The client address the sign-in throttle counts against: the one the access layer read under
+/// the trusted-proxy rule (so operators behind nginx are told apart), else the TCP peer.
 pub fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
     extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip())
+        .get::<super::access::ClientIp>()
+        .map(|c| c.0)
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| a.ip())
+        })
 }
 
 /// A form or query string as a map; the first value of a repeated name counts.
