@@ -186,11 +186,19 @@ for (const viewport of VIEWPORTS) {
     assert.ok(revokesAfter > revokesBefore, `IMS saw the revocation (${revokesBefore} -> ${revokesAfter})`);
     await shot("7-revoked");
 
-    // Force a refresh of the client-token credential: exactly one IMS token request.
+    // Force a refresh of the client-token credential: exactly one IMS token request, or none
+    // when the other viewport's run forced one less than 5 s ago, and then the notice says so.
     const tokensBefore = (await counters()).token;
     await page.locator('#tokens tr[data-credential="client-entitlement"][data-org=""] button').click();
-    await page.locator("#notice", { hasText: "A new token was fetched" }).waitFor();
-    assert.equal((await counters()).token, tokensBefore + 1);
+    const noticeBox = page.locator("#notice", { hasText: /A new token was fetched|moments ago/ });
+    await noticeBox.waitFor();
+    const notice = await noticeBox.innerText();
+    if (notice.includes("moments ago")) {
+      assert.equal((await counters()).token, tokensBefore, notice);
+    } else {
+      assert.match(notice, /A new token was fetched/);
+      assert.equal((await counters()).token, tokensBefore + 1);
+    }
     await assertLaidOut(page, viewport);
     await shot("8-refreshed");
 

@@ -258,9 +258,10 @@ impl TokenCache {
 
     /// Fetches a new token for `key` now, through the single flight: a fetch already at IMS is
     /// joined, and within [`FORCE_REFRESH_DEBOUNCE`] of the last forced fetch the token it got is
-    /// returned as it is, so pressing the button repeatedly sends one request. Ignores the failure backoff (an
-    /// operator asked), but not a flight in progress. Waits for the fetch until it ends.
-    pub async fn force_refresh(&self, key: TokenKey) -> Result<Arc<CachedToken>, Unavailable> {
+    /// returned as it is ([`Forced::Recent`], so the operator is told nothing was sent), so
+    /// pressing the button repeatedly sends one request. Ignores the failure backoff (an operator
+    /// asked), but not a flight in progress. Waits for the fetch until it ends.
+    pub async fn force_refresh(&self, key: TokenKey) -> Result<Forced, Unavailable> {
         let entry = self.entry(key);
         self.touch(&entry, Instant::now());
         let mut rx = {
@@ -273,7 +274,7 @@ impl TokenCache {
                         .forced_at
                         .is_some_and(|at| now.duration_since(at) < FORCE_REFRESH_DEBOUNCE);
                     match entry.current.load_full() {
-                        Some(t) if recent => return Ok(t),
+                        Some(t) if recent => return Ok(Forced::Recent(t)),
                         _ => {
                             flight.forced_at = Some(now);
                             self.shared.metrics.cache_event("forced_refresh");
@@ -285,7 +286,7 @@ impl TokenCache {
         };
         loop {
             if let Some(outcome) = rx.borrow_and_update().clone() {
-                return outcome;
+                return outcome.map(Forced::Fetched);
             }
             if rx.changed().await.is_err() {
                 return Err(Unavailable {
@@ -423,6 +424,24 @@ impl TokenCache {
 /// A forced refresh within this long of the previous one returns the token it got instead of
 /// asking IMS again: double clicks and several operators pressing at once cost one request.
 pub const FORCE_REFRESH_DEBOUNCE: Duration = Duration::from_secs(5);
+
+/// What a forced refresh did.
+#[derive(Debug, Clone)]
+pub enum Forced {
+    /// IMS was asked (or a request already at IMS was joined); this is the token it gave.
+    Fetched(Arc<CachedToken>),
+    /// A forced fetch ended less than [`FORCE_REFRESH_DEBOUNCE`] ago; nothing was sent and this
+    /// is the token it got.
+    Recent(Arc<CachedToken>),
+}
+
+impl Forced {
+    pub fn token(&self) -> &Arc<CachedToken> {
+        match self {
+            Forced::Fetched(t) | Forced::Recent(t) => t,
+        }
+    }
+}
 
 /// What a caller that gave up waiting is told: the flight may land any moment, and the next caller
 /// joins it rather than starting another.

@@ -338,11 +338,16 @@ async fn force_refresh_is_one_flight_and_debounced_and_recorded_in_health() {
         .collect();
     for p in presses {
         let t = p.await.unwrap().unwrap();
+        assert!(matches!(t, Forced::Fetched(_)));
+        let t = t.token().clone();
         assert_ne!(t.token.secret.expose(), first.token.secret.expose());
     }
     assert_eq!(f.calls(), 2);
     // Pressed again at once: the same token, no fetch. After the debounce: a fetch.
-    c.force_refresh(key()).await.unwrap();
+    assert!(matches!(
+        c.force_refresh(key()).await.unwrap(),
+        Forced::Recent(_)
+    ));
     assert_eq!(f.calls(), 2);
     tokio::time::advance(FORCE_REFRESH_DEBOUNCE).await;
     // A forced refresh ignores the failure backoff but records the failure.

@@ -481,7 +481,7 @@ pub async fn refresh(
             None => credential.to_owned(),
         };
         match st.cache.force_refresh(key).await {
-            Ok(_) => {
+            Ok(crate::cache::Forced::Fetched(_)) => {
                 tracing::info!(
                     credential,
                     org = org.unwrap_or(""),
@@ -489,6 +489,7 @@ pub async fn refresh(
                 );
                 Ok(done("refreshed", &subject))
             }
+            Ok(crate::cache::Forced::Recent(_)) => Ok(done("recently_refreshed", &subject)),
             Err(u) => {
                 tracing::warn!(credential, org = org.unwrap_or(""), error = %u.cause, "a forced refresh failed");
                 Ok(done("refresh_failed", &subject))

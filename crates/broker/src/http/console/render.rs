@@ -128,6 +128,13 @@ fn notice(q: &HashMap<String, String>) -> String {
             "",
             format!("A new token was fetched for <code>{subject}</code>."),
         ),
+        Some("recently_refreshed") => (
+            "",
+            format!(
+                "A token was fetched for <code>{subject}</code> moments ago; IMS was not asked \
+                 again. Try again in a few seconds if you need another."
+            ),
+        ),
         Some("refresh_failed") => (
             " error",
             format!(

@@ -24,7 +24,6 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 /// Security scheme names used in handlers' `security(...)`.
 pub const CALLER_TOKEN: &str = "caller_token";
 pub const INTERNAL_KEY: &str = "internal_key";
-pub const INTERNAL_KEY_BASIC: &str = "internal_key_basic";
 pub const CONSOLE_SESSION: &str = "console_session";
 
 #[derive(Debug, OpenApi)]
@@ -65,11 +64,6 @@ impl Modify for SecuritySchemes {
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
         bearer.description = Some("The internal API key (`[internal_api] key`).".to_owned());
         components.add_security_scheme(INTERNAL_KEY, SecurityScheme::Http(bearer));
-        let mut basic = Http::new(HttpAuthScheme::Basic);
-        basic.description = Some(
-            "HTTP Basic with the internal API key as the password (any user name).".to_owned(),
-        );
-        components.add_security_scheme(INTERNAL_KEY_BASIC, SecurityScheme::Http(basic));
         components.add_security_scheme(
             CONSOLE_SESSION,
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
