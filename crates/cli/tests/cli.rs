@@ -203,6 +203,80 @@ async fn token_prints_an_access_token_ims_accepts() {
     assert!(err.contains("no credential named \"nope\""), "{err}");
 }
 
+/// `client_secret = "systemd:NAME"` reads `$CREDENTIALS_DIRECTORY/NAME`, as systemd's
+/// `LoadCredential=` provides it (packaging/imsgate.service): the token IMS gives is valid, and a
+/// missing credentials directory is one line naming the reference and the fix.
+#[tokio::test]
+async fn a_systemd_credential_feeds_a_client_secret() {
+    let emulator = Emulator::new(EmulatorConfig {
+        issuer: None,
+        clients: vec![EmulatorClient::new(
+            "cli-client",
+            "systemd-secret-value",
+            &["openid", "AdobeID", "firefly_api"],
+            3600,
+        )],
+        ..EmulatorConfig::default()
+    })
+    .start("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    write_private(&creds.join("s2s-secret"), "systemd-secret-value\n", 0o600);
+    let cfg = dir.path().join("imsgate.toml");
+    std::fs::write(
+        &cfg,
+        config(emulator.base_url()).replace("file:s2s.secret", "systemd:s2s-secret"),
+    )
+    .unwrap();
+    // The emulator runs on this test's runtime, so the binary is awaited, never waited on.
+    let run = |creds_dir: Option<std::path::PathBuf>| {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args([
+            "token",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--credential",
+            "s2s",
+        ]);
+        cmd.env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(d) = creds_dir {
+            cmd.env("CREDENTIALS_DIRECTORY", d);
+        }
+        async move { cmd.output().await.unwrap() }
+    };
+    let out = run(Some(creds.clone())).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/ims/validate_token/v1", emulator.base_url()))
+        .form(&[
+            ("type", "access_token"),
+            ("client_id", "cli-client"),
+            ("token", token.trim()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+
+    let out = run(None).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("systemd:s2s-secret"), "{err}");
+    assert!(err.contains("CREDENTIALS_DIRECTORY"), "{err}");
+    assert!(!err.contains("systemd-secret-value"), "{err}");
+}
+
 #[test]
 fn config_problems_are_all_reported_one_per_line() {
     let dir = tempfile::tempdir().unwrap();
