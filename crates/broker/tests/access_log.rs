@@ -3,71 +3,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use support::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The access log lines (`fields` of each).
-    fn access(&self) -> Vec<Value> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l["target"] == "imsgate::access")
-            .map(|l| l["fields"].clone())
-            .collect()
-    }
-
-    fn access_for(&self, request_id: &str) -> Value {
-        let found: Vec<Value> = self
-            .access()
-            .into_iter()
-            .filter(|f| f["request_id"] == request_id)
-            .collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "one access line for {request_id}: {found:?}"
-        );
-        found.into_iter().next().unwrap()
-    }
-}
-
-fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    (capture, tracing::subscriber::set_default(subscriber))
-}
 
 fn is_generated(id: &str) -> bool {
     uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4)
@@ -90,7 +28,7 @@ async fn harness(extra_server: &str) -> Harness {
 // One thread, so every task's events reach the thread-local subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn request_ids_and_client_addresses_follow_the_trusted_proxy_rule() {
-    let (logs, _guard) = capture();
+    let (logs, _guard) = logs::capture(tracing::Level::TRACE);
     let trusting = harness(r#"trusted_proxies = ["127.0.0.1"]"#).await;
     let default = harness("").await;
     let long = "r".repeat(128);
@@ -229,7 +167,7 @@ async fn request_ids_and_client_addresses_follow_the_trusted_proxy_rule() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_access_log_can_be_turned_off_and_ids_are_still_returned() {
-    let (logs, _guard) = capture();
+    let (logs, _guard) = logs::capture(tracing::Level::TRACE);
     let h = harness("access_log = false").await;
     let r = h.client_token(&caller("quiet-user")).await;
     assert_eq!(r.status(), 200);
@@ -240,7 +178,7 @@ async fn the_access_log_can_be_turned_off_and_ids_are_still_returned() {
 #[tokio::test(flavor = "current_thread")]
 async fn consent_routes_are_logged_by_template_without_tickets() {
     use support::consent::*;
-    let (logs, _guard) = capture();
+    let (logs, _guard) = logs::capture(tracing::Level::TRACE);
     let h = ConsentHarness::start(ConsentOptions::default()).await;
     let connect = h.connect_url("acct-access").await;
     let ticket = connect.rsplit('/').next().unwrap().to_owned();

@@ -5,10 +5,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -19,37 +17,6 @@ use support::*;
 /// Where the test client connects from: not the trusted proxy's address (127.0.0.1), so the
 /// access log shows whether imsgate took the client from `X-Forwarded-For`.
 const CLIENT_ADDR: [u8; 4] = [127, 0, 0, 3];
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn access_for(&self, request_id: &str) -> Value {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        let found: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["target"] == "imsgate::access" && l["fields"]["request_id"] == request_id)
-            .map(|l| l["fields"].clone())
-            .collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "one access line for {request_id}: {found:?}"
-        );
-        found.into_iter().next().unwrap()
-    }
-}
 
 /// nginx, stopped (and its error log shown) when the test ends.
 struct Nginx {
@@ -199,14 +166,7 @@ async fn consent_flow_and_client_token_through_nginx_with_tls() {
     let Some(nginx_bin) = support::tools::external_tool("nginx") else {
         return;
     };
-    let logs = Capture::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = logs::capture(tracing::Level::INFO);
 
     let tmp = tempfile::tempdir().unwrap();
     let ca_pem = test_pki(tmp.path());

@@ -2,38 +2,16 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use imsgate_emulator::{Endpoint, Fault};
 use serde_json::Value;
 use support::*;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // One thread, so every task's events reach the thread-local subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn logs_never_contain_secrets_or_tokens() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = logs::capture(tracing::Level::TRACE);
 
     let h = Harness::start(Options {
         lifetime_secs: 2,
@@ -59,7 +37,7 @@ async fn logs_never_contain_secrets_or_tokens() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let _ = h.client_token(&caller_token).await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("IMS token request failed"),
         "the failure was logged: {logs}"
@@ -88,14 +66,7 @@ async fn logs_never_contain_secrets_or_tokens() {
 #[tokio::test(flavor = "current_thread")]
 async fn consent_logs_never_contain_the_id_token_or_session_material() {
     use support::consent::*;
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = logs::capture(tracing::Level::TRACE);
 
     let h = ConsentHarness::start(ConsentOptions::default()).await;
     // issue_id_token signs without recording a consent; IMS needs one for org tokens.
@@ -130,7 +101,7 @@ async fn consent_logs_never_contain_the_id_token_or_session_material() {
     let token: Value = h.org_token(ORG_B).await.json().await.unwrap();
     let access = token["access_token"].as_str().unwrap().to_owned();
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("consent id_token refused"), "{logs}");
     assert!(logs.contains("account linked"), "{logs}");
     for (name, secret) in [
@@ -156,14 +127,7 @@ async fn consent_logs_never_contain_the_id_token_or_session_material() {
 async fn user_login_logs_never_contain_codes_sessions_or_tokens() {
     use support::consent::{location, query_of};
     use support::user_login::*;
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = logs::capture(tracing::Level::TRACE);
 
     let h = UserHarness::start(UserOptions::default()).await;
     let (mut browser, authorize) = h.open("user-logs").await;
@@ -192,7 +156,7 @@ async fn user_login_logs_never_contain_codes_sessions_or_tokens() {
     h.emulator.clear_faults();
     assert_eq!(h.revoke("user-logs-2").await.status(), 200);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("refresh token refused"), "{logs}");
     assert!(logs.contains("user signed in with Adobe"), "{logs}");
     let basic = base64::Engine::encode(

@@ -4,33 +4,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imsgate_emulator::{Endpoint, Fault};
 use serde_json::json;
 use support::consent::{ConsentHarness, ConsentOptions, ORG_A};
 use support::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
 
 async fn scrape(http: &reqwest::Client, url: &str) -> String {
     http.get(format!("{url}/metrics"))
@@ -63,14 +42,7 @@ async fn poll<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnM
 /// lasted; later routine refreshes log nothing of the kind.
 #[tokio::test(flavor = "current_thread")]
 async fn recovery_after_ims_failures_is_logged_once_with_count_and_duration() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = logs::capture(tracing::Level::INFO);
 
     let emulator = start_emulator(2).await;
     emulator.set_fault(
@@ -252,14 +224,7 @@ async fn org_tokens_are_one_series_per_credential_and_ims_jwks_fetches_are_count
 /// value, and never the token or the value the token carried.
 #[tokio::test(flavor = "current_thread")]
 async fn a_refusal_is_logged_at_debug_with_the_claim_and_the_expected_value() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = logs::capture(tracing::Level::DEBUG);
     let h = Harness::start(Options::default()).await;
     let mut c = claims("debug-user");
     c["iss"] = json!("https://attacker.example");

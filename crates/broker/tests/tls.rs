@@ -11,6 +11,7 @@ use std::time::Duration;
 use imsgate_broker::Broker;
 use imsgate_broker::clock::SystemClock;
 use imsgate_broker::config::Config;
+use support::logs;
 use support::tls::{Leaf, TestCa, client_config, connect, eventually, install_files, presented};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -847,30 +848,10 @@ async fn listen_accepts_a_host_name() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // One thread, so every event reaches the thread-local subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn private_keys_never_reach_the_logs() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = logs::capture(tracing::Level::TRACE);
 
     let ca = TestCa::new("imsgate test CA");
     let first = ca.leaf("broker", &[]);
@@ -891,7 +872,7 @@ async fn private_keys_never_reach_the_logs() {
         let _ = tls.reload("test");
     }
     assert_eq!(presented(b.addr, &ca.pem).await, other.der);
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("TLS certificate reload refused"), "{logs}");
     assert!(logs.contains("TLS certificate reloaded"), "{logs}");
     assert!(!logs.contains(marker), "{logs}");

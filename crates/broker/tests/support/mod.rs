@@ -4,6 +4,7 @@
 
 pub mod consent;
 pub mod jwt;
+pub mod logs;
 pub mod tls;
 pub mod tools;
 pub mod user_login;
