@@ -91,22 +91,7 @@ impl ReadOnlyStore {
         if !self.has_table("secret_usage")? {
             return Ok(Vec::new());
         }
-        let run = || -> rusqlite::Result<Vec<SecretUsage>> {
-            let mut stmt = self.conn.prepare(
-                "SELECT credential, secret_ref, last_success_ms, last_failure_ms
-                 FROM secret_usage ORDER BY credential, secret_ref",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(SecretUsage {
-                    credential: r.get(0)?,
-                    secret_ref: r.get(1)?,
-                    last_success_ms: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                    last_failure_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-                })
-            })?;
-            rows.collect()
-        };
-        run().map_err(|e| self.err(e))
+        super::secret_usage::read_all(&self.conn).map_err(|e| self.err(e))
     }
 
     /// How many grants `credential` has, and how many are sealed with an older key.

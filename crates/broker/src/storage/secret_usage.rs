@@ -36,20 +36,24 @@ impl Store {
     }
 
     pub fn secret_usage_blocking(&self) -> Result<Vec<SecretUsage>, StorageError> {
-        self.call_blocking(|c| {
-            let mut stmt = c.prepare(
-                "SELECT credential, secret_ref, last_success_ms, last_failure_ms
-                 FROM secret_usage ORDER BY credential, secret_ref",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(SecretUsage {
-                    credential: r.get(0)?,
-                    secret_ref: r.get(1)?,
-                    last_success_ms: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                    last_failure_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-                })
-            })?;
-            rows.collect()
-        })
+        self.call_blocking(|c| read_all(c))
     }
+}
+
+/// Every recorded secret result, ordered by credential then reference; shared with the read-only
+/// store `doctor` opens.
+pub(super) fn read_all(c: &rusqlite::Connection) -> rusqlite::Result<Vec<SecretUsage>> {
+    let mut stmt = c.prepare(
+        "SELECT credential, secret_ref, last_success_ms, last_failure_ms
+         FROM secret_usage ORDER BY credential, secret_ref",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SecretUsage {
+            credential: r.get(0)?,
+            secret_ref: r.get(1)?,
+            last_success_ms: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+            last_failure_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+        })
+    })?;
+    rows.collect()
 }
