@@ -74,6 +74,74 @@ async fn metrics(b: &TlsBroker) -> String {
     b.broker.state.metrics.render()
 }
 
+/// The console over HTTP/2, as a browser reaches it over native TLS: HTTP/2 has no `Host` header
+/// (the host is `:authority`), and the same-origin check of the console's forms must still
+/// accept the console's own origin and refuse another.
+#[tokio::test]
+async fn the_console_signs_in_over_http2() {
+    let ca = TestCa::new("imsgate test CA");
+    let leaf = ca.leaf("broker", &[]);
+    let emulator = support::start_emulator(300).await;
+    let dir = tempfile::tempdir().unwrap();
+    support::write_secret(dir.path(), "client.secret", support::CLIENT_SECRET);
+    support::write_secret(dir.path(), "caller.key", support::CALLER_KEY);
+    support::write_secret(
+        dir.path(),
+        "internal.key",
+        "console-h2-internal-key-0123456789",
+    );
+    leaf.install(dir.path());
+    let text = support::config_text(
+        emulator.base_url(),
+        &support::Options {
+            extra_server: "tls_cert = \"tls.crt\"\ntls_key = \"file:tls.key\"\n".to_owned(),
+            ..support::Options::default()
+        },
+    ) + "\n[internal_api]\napi_key = \"file:internal.key\"\n";
+    let config = Config::parse(&text, dir.path()).unwrap();
+    let broker = Broker::build(config, Arc::new(SystemClock)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let b = broker.clone();
+    let server = tokio::spawn(async move {
+        let _ = b.serve(listener, std::future::pending()).await;
+    });
+    let url = format!("https://localhost:{port}");
+    let client = reqwest_trusting(&ca)
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sign_in = |origin: String| {
+        client
+            .post(format!("{url}/admin/login"))
+            .header("Origin", origin)
+            .header("Sec-Fetch-Site", "same-origin")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("password=console-h2-internal-key-0123456789")
+            .send()
+    };
+    let r = sign_in(url.clone()).await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-imsgate-admin="), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = client
+        .get(format!("{url}/admin"))
+        .header("Cookie", &session)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("name=\"csrf\""));
+    // Another origin is still refused over HTTP/2.
+    let r = sign_in("https://evil.test".to_owned()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    server.abort();
+}
+
 #[tokio::test]
 async fn http1_and_http2_by_alpn_serve_client_tokens() {
     let ca = TestCa::new("imsgate test CA");
@@ -741,6 +809,9 @@ async fn the_operator_listener_takes_every_operator_route_off_the_public_one() {
         ("GET", "/user/callback?state=x", true, false),
         ("GET", "/metrics", false, true),
         ("GET", "/admin", false, true),
+        ("POST", "/admin/login", false, true),
+        ("POST", "/admin/refresh", false, true),
+        ("GET", "/openapi.json", false, true),
         ("POST", "/api/connections", false, true),
         ("GET", "/api/connections", false, true),
         ("GET", "/api/connections/acct-1", false, true),

@@ -426,6 +426,9 @@ async fn serve_http<IO>(
             req.extensions_mut().insert(ConnectInfo(peer));
             // The peer, for the trusted-proxy rule and the access log (`http::access`).
             req.extensions_mut().insert(super::access::PeerAddr(peer));
+            if h2 {
+                host_from_authority(&mut req);
+            }
             let call = tower::ServiceExt::oneshot(router.clone(), req);
             let done = IdleOnDrop {
                 slot: slot.clone(),
@@ -496,7 +499,28 @@ impl Drop for IdleOnDrop {
             .store(self.registry.now_ms(), Ordering::Relaxed);
         self.slot.read.store(false, Ordering::Relaxed);
         self.slot.served.store(true, Ordering::Relaxed);
-        self.slot.in_flight.fetch_sub(1, Ordering::Release);
+        if self.slot.in_flight.fetch_sub(1, Ordering::Release) == 1 {
+            // Now idle, so evictable: an accept waiting at the cap with every connection busy
+            // may go on (it closes this one or another idle one to make room).
+            self.registry.freed.notify_one();
+        }
+    }
+}
+
+/// HTTP/2 carries the host as the `:authority` pseudo-header, which hyper puts in the URI and
+/// not in `Host`; handlers read `Host` alone (the console's same-origin check compares `Origin`
+/// with it), so an HTTP/2 request without one gets it from the authority. An HTTP/1.1 request
+/// always has its own.
+fn host_from_authority(req: &mut axum::http::Request<Body>) {
+    if req.headers().contains_key(axum::http::header::HOST) {
+        return;
+    }
+    let value = req
+        .uri()
+        .authority()
+        .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(v) = value {
+        req.headers_mut().insert(axum::http::header::HOST, v);
     }
 }
 
