@@ -11,7 +11,9 @@ use imsgate_emulator::{Endpoint, Fault};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use support::consent::{ConsentHarness, ConsentOptions, INTERNAL_KEY, ORG_A, hidden_inputs};
+use support::consent::{
+    ConsentHarness, ConsentOptions, EWA_CLIENT, INTERNAL_KEY, ORG_A, hidden_inputs,
+};
 use support::user_login::{UserHarness, UserOptions};
 
 const BROWSER_ACCEPT: &str =
@@ -588,6 +590,43 @@ async fn force_refresh_sends_one_ims_request_however_often_pressed() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(h.emulator.count(Endpoint::Token), before + 1);
+}
+
+/// An org's forced refresh follows the org-token rules: IMS refusing it (consent revoked) marks
+/// the link `needs_reauthorization`, and after that the console refuses to ask IMS again.
+#[tokio::test]
+async fn a_forced_org_refresh_keeps_to_the_revocation_rule() {
+    let h = ConsentHarness::start(ConsentOptions::default()).await;
+    h.consent("acct-v", ORG_A, "allow").await;
+    assert_eq!(h.org_token(ORG_A).await.status(), StatusCode::OK);
+    let op = Operator::sign_in(&h.url).await;
+    assert!(h.emulator.revoke_consent(EWA_CLIENT, ORG_A));
+    let press = || {
+        op.post(
+            "/admin/refresh",
+            &[("credential", "partner"), ("org", ORG_A)],
+        )
+    };
+    let before = h.emulator.count(Endpoint::Token);
+    let r = press().await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/admin?notice=org_refused"),
+        "{:?}",
+        r.headers()["location"]
+    );
+    assert_eq!(h.emulator.count(Endpoint::Token), before + 1);
+    assert_eq!(
+        h.connection("acct-v").await["status"],
+        "needs_reauthorization"
+    );
+    // Pressed again: refused before IMS is asked.
+    let r = press().await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(h.emulator.count(Endpoint::Token), before + 1);
 }
 

@@ -168,23 +168,7 @@ pub async fn org_token(
             "org_id must look like 0123ABCD@AdobeOrg",
         ));
     }
-    let status = st
-        .service
-        .store
-        .org_status(org_id.clone())
-        .await
-        .map_err(|e| flow_error(e.into()))?;
-    match status {
-        Some(LinkStatus::Linked) => {}
-        Some(LinkStatus::NeedsReauthorization) => return Err(needs_reauthorization()),
-        Some(LinkStatus::Unlinked) | None => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_linked",
-                "no account is linked to this org; an admin of the org must consent first",
-            ));
-        }
-    }
+    require_linked(&st, &org_id).await?;
     let key = TokenKey {
         credential: st.credential.clone(),
         org_id: Some(Arc::from(org_id.as_str())),
@@ -205,29 +189,60 @@ pub async fn org_token(
         }
         // IMS refusing an org this client holds a consent for is how revocation shows.
         Err(u) if u.cause.kind == ImsErrorKind::Rejected => {
-            let now = unix_ms(st.service.clock.now());
-            match st
-                .service
-                .store
-                .mark_needs_reauthorization(org_id, now)
-                .await
-            {
-                Ok(n) if n > 0 => {
-                    st.metrics.revocations.inc();
-                    tracing::warn!(
-                        links = n,
-                        debug_id = u.cause.debug_id.as_deref().unwrap_or(""),
-                        "IMS refused an org-scoped token; links marked needs_reauthorization"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => return Err(flow_error(e.into())),
-            }
-            st.cache.reset(&key);
-            Err(needs_reauthorization())
+            Err(org_refused(&st, org_id, &key, &u.cause).await)
         }
         Err(u) => Err(ApiError::unavailable(u.retry_after)),
     }
+}
+
+/// Org-scoped tokens are fetched only for an org whose link is `linked`: once IMS refused it
+/// (`needs_reauthorization`) or it was unlinked, IMS is not asked again until a new consent.
+pub(super) async fn require_linked(st: &ConsentState, org_id: &str) -> Result<(), ApiError> {
+    let status = st
+        .service
+        .store
+        .org_status(org_id.to_owned())
+        .await
+        .map_err(|e| flow_error(e.into()))?;
+    match status {
+        Some(LinkStatus::Linked) => Ok(()),
+        Some(LinkStatus::NeedsReauthorization) => Err(needs_reauthorization()),
+        Some(LinkStatus::Unlinked) | None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_linked",
+            "no account is linked to this org; an admin of the org must consent first",
+        )),
+    }
+}
+
+/// IMS refused an org's token: every link of the org is marked `needs_reauthorization` and its
+/// cache entry reset, so no further IMS request is made for it until a new consent.
+pub(super) async fn org_refused(
+    st: &ConsentState,
+    org_id: String,
+    key: &TokenKey,
+    cause: &imsgate_ims::ImsError,
+) -> ApiError {
+    let now = unix_ms(st.service.clock.now());
+    match st
+        .service
+        .store
+        .mark_needs_reauthorization(org_id, now)
+        .await
+    {
+        Ok(n) if n > 0 => {
+            st.metrics.revocations.inc();
+            tracing::warn!(
+                links = n,
+                debug_id = cause.debug_id.as_deref().unwrap_or(""),
+                "IMS refused an org-scoped token; links marked needs_reauthorization"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => return flow_error(e.into()),
+    }
+    st.cache.reset(key);
+    needs_reauthorization()
 }
 
 pub(super) fn not_linked() -> ApiError {

@@ -454,7 +454,9 @@ fn refresh_key(st: &ConsoleState, credential: &str, org: Option<&str>) -> Option
          headers(("Location" = String))),
         (status = 401, description = "`unauthorized`: no console session (sign in first)", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 403, description = "`csrf_refused`: a cross-site request or a wrong CSRF token", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "`unknown_token`: no such credential or org token", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "`unknown_token`: no such credential or org token; `not_linked`: the org is not linked", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 409, description = "`needs_reauthorization`: IMS refused this org's tokens; an admin of the org must consent again", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 500, description = "`internal_error`: storage failed", content((ErrorBody = "application/json"), (String = "text/html"))),
     ))]
 pub async fn refresh(
     State(st): State<Arc<ConsoleState>>,
@@ -480,7 +482,17 @@ pub async fn refresh(
             Some(o) => format!("{credential} / {o}"),
             None => credential.to_owned(),
         };
-        match st.cache.force_refresh(key).await {
+        // An org's token follows the org-token rules: only a linked org is fetched, and IMS
+        // refusing it marks the links `needs_reauthorization`, as `POST /api/orgs/{org}/token`.
+        let org_rules = match org {
+            Some(o) => {
+                let consent = st.consent.as_ref().ok_or_else(|| not_here("linked orgs"))?;
+                super::connections::require_linked(consent, o).await?;
+                Some((consent, o))
+            }
+            None => None,
+        };
+        match st.cache.force_refresh(key.clone()).await {
             Ok(crate::cache::Forced::Fetched(_)) => {
                 tracing::info!(
                     credential,
@@ -492,6 +504,12 @@ pub async fn refresh(
             Ok(crate::cache::Forced::Recent(_)) => Ok(done("recently_refreshed", &subject)),
             Err(u) => {
                 tracing::warn!(credential, org = org.unwrap_or(""), error = %u.cause, "a forced refresh failed");
+                if let Some((consent, o)) = org_rules
+                    && u.cause.kind == imsgate_ims::ImsErrorKind::Rejected
+                {
+                    super::connections::org_refused(consent, o.to_owned(), &key, &u.cause).await;
+                    return Ok(done("org_refused", &subject));
+                }
                 Ok(done("refresh_failed", &subject))
             }
         }

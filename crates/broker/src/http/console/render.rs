@@ -135,6 +135,14 @@ fn notice(q: &HashMap<String, String>) -> String {
                  again. Try again in a few seconds if you need another."
             ),
         ),
+        Some("org_refused") => (
+            " error",
+            format!(
+                "IMS refused the token of <code>{subject}</code>: the org's consent was revoked. \
+                 Its links now read needs_reauthorization and IMS is not asked again until an \
+                 admin of the org consents anew."
+            ),
+        ),
         Some("refresh_failed") => (
             " error",
             format!(
