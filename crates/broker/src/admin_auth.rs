@@ -107,7 +107,7 @@ impl AdminAuth {
     ) -> Result<(String, Session), SignInError> {
         let now = Instant::now();
         // Clients without an address (in-process tests) share one bucket.
-        let ip = client.unwrap_or(IpAddr::from([0u8, 0, 0, 0]));
+        let ip = bucket_of(client.unwrap_or(IpAddr::from([0u8, 0, 0, 0])));
         {
             // Check and charge one attempt in one critical section, so concurrent guesses cannot
             // all pass the check before any is counted; a right password gets its charge back.
@@ -210,6 +210,23 @@ impl AdminAuth {
     }
 }
 
+/// The budget a client address spends: an IPv4 address on its own, an IPv6 address by its /64,
+/// since one IPv6 client usually holds a whole /64 and could otherwise rotate through it to get a
+/// fresh budget for every guess.
+fn bucket_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut s = v6.segments();
+                s[4..].fill(0);
+                IpAddr::V6(s.into())
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +256,31 @@ mod tests {
         assert!(auth.sign_in(b, KEY).is_ok());
         tokio::time::advance(PER_CLIENT_REFILL).await;
         assert!(auth.sign_in(a, KEY).is_ok());
+    }
+
+    /// An IPv6 client spends one budget for its whole /64, so rotating addresses inside it does
+    /// not buy more guesses; another /64 has its own.
+    #[tokio::test(start_paused = true)]
+    async fn ipv6_addresses_of_one_64_share_a_budget() {
+        let auth = AdminAuth::new(SecretString::new(KEY));
+        let in_net = |i: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]));
+        for i in 0..PER_CLIENT_BURST as u16 {
+            assert_eq!(
+                auth.sign_in(in_net(i + 1), "wrong").unwrap_err(),
+                SignInError::WrongPassword
+            );
+        }
+        assert!(matches!(
+            auth.sign_in(in_net(999), KEY),
+            Err(SignInError::Throttled { global: false, .. })
+        ));
+        let other_net = Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]));
+        assert!(auth.sign_in(other_net, KEY).is_ok());
+        // An IPv4-mapped address counts as the IPv4 address.
+        assert_eq!(
+            bucket_of("::ffff:192.0.2.7".parse().unwrap()),
+            IpAddr::from([192, 0, 2, 7])
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -326,7 +326,7 @@ impl JwksCache {
             Err(e) => {
                 self.inner.metrics.jwks_load_failure(e.code());
                 self.inner.metrics.jwks_fetch(self.inner.source, e.code());
-                tracing::warn!(url = %self.inner.url, reason = e.code(), error = %e, "JWKS not loaded; keeping the previous keys");
+                tracing::warn!(url = %crate::net_error::shown_url(&self.inner.url), reason = e.code(), error = %e, "JWKS not loaded; keeping the previous keys");
                 snap.failed = true;
             }
         }

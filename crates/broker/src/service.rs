@@ -340,7 +340,8 @@ impl Broker {
             .map_err(TokenError::Unavailable)
     }
 
-    /// Serves every route on `listener` (over TLS when configured) until `shutdown` resolves.
+    /// Serves on `listener` (over TLS when configured) until `shutdown` resolves: every route, or
+    /// with `[server] admin_listen` configured only the public ones (bind both with `bind`).
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -380,7 +381,9 @@ impl Broker {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let mut bound = Vec::new();
-        if listeners.admin.is_empty() {
+        // With `admin_listen` configured, the public listeners never get operator routes, even
+        // when no admin listener was passed in (`serve`): those routes then go unserved.
+        if listeners.admin.is_empty() && self.config.server.admin_listen.is_none() {
             let router = self.router();
             bound.extend(listeners.public.into_iter().map(|l| (l, router.clone())));
         } else {

@@ -111,6 +111,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Reads and checks the pair as `serve` would, without serving it (for `imsgate doctor`): its
+/// summary and warnings, or the problem that would stop `serve`. Reads files only.
+pub fn check(files: &TlsFiles, clock: &SharedClock) -> Result<(CertSummary, Vec<String>), String> {
+    load_pair(files, clock).map(|(pair, _)| (pair.summary, pair.warnings))
+}
+
 impl Tls {
     /// Loads and checks the pair. Problems are prefixed with the config key they concern.
     pub fn load(

@@ -2,9 +2,10 @@
 //! `X-Request-Id`) are believed, and the client-address rule applied to them.
 //!
 //! Nothing is trusted by default: with an empty list the client is the TCP peer and every
-//! forwarded header is ignored. `X-Forwarded-Proto`, `X-Forwarded-Host`, `Host` and RFC 7239
-//! `Forwarded` are never read, from anyone: absolute URLs come only from the configured
-//! `public_url`, so there is nothing a proxy could usefully say about scheme or host.
+//! forwarded header is ignored. `X-Forwarded-Proto`, `X-Forwarded-Host` and RFC 7239 `Forwarded`
+//! are never read, from anyone, and `Host` never builds a URL (the console only compares a form's
+//! `Origin` with it): absolute URLs come only from the configured `public_url`, so there is
+//! nothing a proxy could usefully say about scheme or host.
 
 use std::net::IpAddr;
 

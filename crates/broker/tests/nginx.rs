@@ -319,4 +319,17 @@ hs256_secret = "file:{}"
     assert_eq!(line["client_ip"], "127.0.0.3", "{line}");
     assert_eq!(line["route"], "/api/client-token");
     assert_eq!(line["token_id"], body["tokenId"], "{line}");
+
+    // The operator console's sign-in through nginx, from the page's own origin (port included):
+    // the Host nginx forwards is what the form's Origin is checked against.
+    let r = client
+        .post(format!("{public}/admin/login"))
+        .header("Origin", public.as_str())
+        .header("Sec-Fetch-Site", "same-origin")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("password={INTERNAL_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
 }

@@ -508,3 +508,30 @@ keys = [{{ private_key = "file:sa.key.pem", certificate = "sa.cert.pem" }}]
         "{err}"
     );
 }
+
+/// Doctor loads the TLS pair as `serve` would: a key that does not match the certificate fails
+/// it (naming the key), and the matching key passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_tls_pair() {
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "tls", -1, 30);
+    certificate(dir.path(), "other", -1, 30);
+    let cfg = setup(dir.path(), emulator.base_url(), "good-secret-value", "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let with_key = |key: &str| {
+        text.replacen(
+            "[ims]",
+            &format!("[server]\ntls_cert = \"tls.cert.pem\"\ntls_key = \"file:{key}\"\n\n[ims]"),
+            1,
+        )
+    };
+    std::fs::write(&cfg, with_key("other.key.pem")).unwrap();
+    let (code, out, err) = imsgate(&["doctor", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("server.tls_key"), "{err}");
+    std::fs::write(&cfg, with_key("tls.key.pem")).unwrap();
+    let (code, out, err) = imsgate(&["doctor", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(total_requests(&emulator), 0);
+}

@@ -60,6 +60,13 @@ impl Inspection {
         {
             problems.push(e);
         }
+        // The TLS pair, as `serve` loads it: the certificate chain, the key through its secret
+        // reference, and that the two match.
+        if let Some(files) = &config.server.tls
+            && let Err(e) = crate::tls::check(files, &clock)
+        {
+            problems.push(e);
+        }
         if let Some(api) = &config.internal_api
             && let Err(e) = crate::service::load_internal_key(api)
         {

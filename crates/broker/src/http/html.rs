@@ -198,7 +198,9 @@ fn explain(flow: Flow, err: &ApiError) -> (&'static str, String) {
         ),
         (_, "unauthorized") => (
             "Sign-in required",
-            "The password was missing or wrong.".to_owned(),
+            "Your console session has ended or was never started; sign in again with the \
+             internal API key."
+                .to_owned(),
         ),
         _ if err.status.is_server_error() => (
             "Something went wrong on our side",

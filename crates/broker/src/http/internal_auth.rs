@@ -1,11 +1,8 @@
-//! Authentication of the partner's own backend (the internal API) and of the admin page.
-//!
-//! Both use the internal API key, compared in constant time. The API takes it as a Bearer token;
-//! the admin page as the password of HTTP Basic, so a browser can prompt for it.
+//! Authentication of the partner's own backend (the internal API): the internal API key as a
+//! Bearer token, compared in constant time. (The operator console signs in with the same key
+//! through its own throttled form: `admin_auth.rs`.)
 
 use axum::http::{HeaderMap, StatusCode, header};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use imsgate_ims::SecretString;
 
 use super::error::ApiError;
@@ -23,29 +20,6 @@ pub fn require_bearer(headers: &HeaderMap, key: &SecretString) -> Result<(), Api
                 "the internal API key is required as `Authorization: Bearer <key>`",
             )
         }),
-    }
-}
-
-/// Requires HTTP Basic with the internal API key as the password (any user name).
-pub fn require_basic(headers: &HeaderMap, key: &SecretString) -> Result<(), ApiError> {
-    let ok = credentials(headers, "basic")
-        .and_then(|b| STANDARD.decode(b.trim()).ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .is_some_and(|pair| {
-            let password = pair.split_once(':').map_or("", |(_, p)| p);
-            key.ct_eq_str(password)
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError {
-            www_authenticate: Some("Basic realm=\"imsgate admin\", charset=\"UTF-8\""),
-            ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "sign in with the internal API key as the password",
-            )
-        })
     }
 }
 
@@ -96,25 +70,5 @@ mod tests {
         }
         let err = require_bearer(&headers(&[]), &key).unwrap_err();
         assert_eq!(err.status, StatusCode::UNAUTHORIZED);
-    }
-
-    #[test]
-    fn basic_table() {
-        let key = SecretString::new("k3y");
-        let enc = |s: &str| format!("Basic {}", STANDARD.encode(s));
-        for (value, ok) in [
-            (enc("admin:k3y"), true),
-            (enc(":k3y"), true),
-            (enc("admin:k3"), false),
-            (enc("k3y"), false),
-            ("Basic !!!".to_owned(), false),
-            ("Bearer k3y".to_owned(), false),
-        ] {
-            assert_eq!(
-                require_basic(&headers(&[&value]), &key).is_ok(),
-                ok,
-                "{value}"
-            );
-        }
     }
 }

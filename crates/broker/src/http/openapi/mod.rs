@@ -62,7 +62,7 @@ impl Modify for SecuritySchemes {
         );
         components.add_security_scheme(CALLER_TOKEN, SecurityScheme::Http(caller));
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
-        bearer.description = Some("The internal API key (`[internal_api] key`).".to_owned());
+        bearer.description = Some("The internal API key (`[internal_api] api_key`).".to_owned());
         components.add_security_scheme(INTERNAL_KEY, SecurityScheme::Http(bearer));
         components.add_security_scheme(
             CONSOLE_SESSION,
