@@ -166,7 +166,22 @@ impl Tls {
     /// Loads the pair again and swaps it in; on failure keeps the current one. `trigger` says why
     /// (for the log).
     pub fn reload(&self, trigger: &'static str) -> Result<Arc<CertSummary>, String> {
-        let result = load_pair(&self.files, &self.clock);
+        let now = crate::clock::unix_ms(self.clock.now()) / 1000;
+        let valid = |c: &CertSummary| c.not_before <= now && now < c.not_after;
+        // At start an expired certificate is only warned about (better served than nothing);
+        // on reload it would replace one that works, so a pair outside its validity window is
+        // refused while the served one is inside its own.
+        let result = load_pair(&self.files, &self.clock).and_then(|(pair, digest)| {
+            if !valid(&pair.summary) && valid(&self.current.load()) {
+                Err(format!(
+                    "server.tls_cert: the new certificate is not valid now (valid {} to {}); keeping the served one",
+                    crate::http::rfc3339(pair.summary.not_before * 1000),
+                    crate::http::rfc3339(pair.summary.not_after * 1000),
+                ))
+            } else {
+                Ok((pair, digest))
+            }
+        });
         match result {
             Ok((pair, digest)) => {
                 *self.seen.lock() = digest;

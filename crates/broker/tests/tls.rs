@@ -430,7 +430,16 @@ async fn changed_files_are_reloaded_while_open_connections_carry_on() {
     // Broken replacements are refused and the current pair stays: a key from another pair, a
     // file that is not PEM, an empty chain.
     let other = ca.leaf("broker-3", &[]);
+    let now = time::OffsetDateTime::now_utc();
+    let expired = ca.leaf_valid(
+        "expired",
+        &[],
+        now - time::Duration::days(60),
+        now - time::Duration::days(1),
+    );
     let broken: &[(&str, &str, &str)] = &[
+        // Valid PEM and a matching key, but expired: it would replace a certificate that works.
+        ("expired certificate", &expired.chain_pem, &expired.key_pem),
         ("mismatched key", &other.chain_pem, &second.key_pem),
         ("garbage certificate", "not a certificate", &second.key_pem),
         (
@@ -458,7 +467,7 @@ async fn changed_files_are_reloaded_while_open_connections_carry_on() {
     assert!(
         metrics(&b)
             .await
-            .contains("imsgate_tls_reloads_total{outcome=\"failure\"} 3")
+            .contains("imsgate_tls_reloads_total{outcome=\"failure\"} 4")
     );
     // Fixing the files brings the next pair in.
     other.install(b.dir.path());
