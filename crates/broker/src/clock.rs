@@ -56,3 +56,10 @@ pub fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64
 }
+
+/// Milliseconds since the epoch as an RFC 3339 UTC timestamp, for JSON and pages.
+pub fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -316,7 +316,7 @@ impl Broker {
         let cred = self.config.credentials.get(credential).ok_or_else(|| {
             TokenError::UnknownCredential {
                 name: credential.to_owned(),
-                known: known_names(self.config.credentials.keys()),
+                known: crate::config::known_names(self.config.credentials.keys()),
             }
         })?;
         match cred.kind {
@@ -435,16 +435,6 @@ pub enum TokenError {
     UserOnly(String),
     #[error("{}", .0.cause)]
     Unavailable(Unavailable),
-}
-
-/// Names for a "known: a, b" list; "none" when there are none.
-pub fn known_names<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
 }
 
 /// The internal API key, refused when too short to resist guessing.

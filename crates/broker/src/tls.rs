@@ -138,7 +138,7 @@ impl Tls {
         metrics.not_after.set(pair.summary.not_after as i64);
         tracing::info!(
             subject = %pair.summary.subject,
-            not_after = %crate::http::rfc3339(pair.summary.not_after * 1000),
+            not_after = %crate::clock::rfc3339(pair.summary.not_after * 1000),
             sha256 = %pair.summary.sha256,
             "TLS certificate loaded"
         );
@@ -175,8 +175,8 @@ impl Tls {
             if !valid(&pair.summary) && valid(&self.current.load()) {
                 Err(format!(
                     "server.tls_cert: the new certificate is not valid now (valid {} to {}); keeping the served one",
-                    crate::http::rfc3339(pair.summary.not_before * 1000),
-                    crate::http::rfc3339(pair.summary.not_after * 1000),
+                    crate::clock::rfc3339(pair.summary.not_before * 1000),
+                    crate::clock::rfc3339(pair.summary.not_after * 1000),
                 ))
             } else {
                 Ok((pair, digest))
@@ -199,7 +199,7 @@ impl Tls {
                 tracing::info!(
                     trigger,
                     subject = %summary.subject,
-                    not_after = %crate::http::rfc3339(summary.not_after * 1000),
+                    not_after = %crate::clock::rfc3339(summary.not_after * 1000),
                     sha256 = %summary.sha256,
                     "TLS certificate reloaded; new connections get it, open ones carry on"
                 );
@@ -322,7 +322,7 @@ fn load_pair(files: &TlsFiles, clock: &SharedClock) -> Result<(LoadedPair, [u8; 
     let sha256: String = sha256.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     let now = crate::clock::unix_ms(clock.now()) / 1000;
     let mut warnings = Vec::new();
-    let date = |s: u64| crate::http::rfc3339(s * 1000);
+    let date = |s: u64| crate::clock::rfc3339(s * 1000);
     if now >= info.not_after {
         warnings.push(format!(
             "server.tls_cert: the certificate in {path} expired at {}; clients will refuse it: install a new one (it is picked up on SIGHUP or when the file changes)",

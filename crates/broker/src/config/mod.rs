@@ -992,7 +992,7 @@ fn validate_client_token(
                 &format!("{at}.credential"),
                 format!(
                     "no credential named {c:?} under [credentials] (known: {})",
-                    crate::service::known_names(declared.iter())
+                    known_names(declared.iter())
                 ),
             );
             None
@@ -1167,6 +1167,16 @@ fn validate_caller_auth(
 /// The default config path used when `--config` is omitted.
 pub fn default_path() -> PathBuf {
     PathBuf::from("imsgate.toml")
+}
+
+/// Names for a "known: a, b" list; "none" when there are none.
+pub fn known_names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 #[cfg(test)]

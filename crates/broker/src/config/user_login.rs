@@ -87,7 +87,7 @@ pub(super) fn validate(
                 &format!("{at}.credential"),
                 format!(
                     "no credential named {c:?} under [credentials] (known: {})",
-                    crate::service::known_names(declared.iter())
+                    super::known_names(declared.iter())
                 ),
             );
             None

@@ -75,7 +75,7 @@ fn labelled(labels: &[&str], row: &str) -> String {
 
 /// Milliseconds since the epoch as `2026-12-04 16:20:00 UTC`.
 fn when(ms: u64) -> String {
-    let s = crate::http::rfc3339(ms);
+    let s = crate::clock::rfc3339(ms);
     match s.get(..19) {
         Some(d) => format!("{} UTC", d.replace('T', " ")),
         None => s,
