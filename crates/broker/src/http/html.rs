@@ -45,8 +45,8 @@ button.danger{background:#fff;color:var(--bad);border-color:var(--bad)}\
 @media (max-width:600px){body{font-size:15px}main{padding:.6rem .6rem 2rem}section,.card{padding:.8rem}td,th{padding:.35rem .4rem}\
 table.stack thead{display:none}table.stack tr{display:block;border-bottom:1px solid var(--line);padding:.4rem 0}\
 table.stack td{display:block;border:0;padding:.15rem 0;position:relative}table.stack td:empty{display:none}\
-table.stack td[data-label]{padding-left:8rem}\
-table.stack td[data-label]::before{content:attr(data-label);color:var(--muted);font-weight:600;position:absolute;left:0;width:7.5rem}}\
+table.stack td[data-label]{display:flow-root;padding-left:8rem}\
+table.stack td[data-label]::before{content:attr(data-label);color:var(--muted);font-weight:600;float:left;width:7.5rem;margin-left:-8rem}}\
 ";
 
 /// `Content-Security-Policy` for every page: nothing but the stylesheet above, forms only to us.
