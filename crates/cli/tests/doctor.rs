@@ -70,20 +70,22 @@ fn setup(dir: &Path, base_url: &str, secret: &str, extra_ims: &str) -> std::path
     cfg
 }
 
-/// Name → (size, mtime in ns) of every entry in `dir`.
+/// Name → (size, mtime in ns) of every entry in `dir`. The `-shm` file's mtime is left out: it is
+/// SQLite's shared-memory index of the WAL, not data, and any reader of a WAL database (a
+/// read-only one too) records its read mark there.
 fn listing(dir: &Path) -> BTreeMap<String, (u64, i128)> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
             let m = e.metadata().unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                (
-                    m.len(),
-                    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-                ),
-            )
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mtime = if name.ends_with("-shm") {
+                0
+            } else {
+                i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+            };
+            (name, (m.len(), mtime))
         })
         .collect()
 }
